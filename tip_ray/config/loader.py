@@ -1,0 +1,206 @@
+"""Load a pipeline YAML: safe parsing, `include:` of reusable pieces, and errors that name the place.
+
+A mapping may hold ``include: <path>`` (or a list of paths). The included documents are merged
+first, in order, and the mapping's own keys override them (deep merge for nested mappings).
+Paths are relative to the including file, falling back to the repository's ``configs/`` folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tip_ray.config.schema import PipelineConfig
+
+INCLUDE_KEY = "include"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MAX_INCLUDE_DEPTH = 16
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file, the key path and what to change."""
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        # safe_load never constructs Python objects: YAML cannot make the program run code.
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def _resolve_include(ref: Any, including_file: Path, key_path: str) -> Path:
+    if not isinstance(ref, str) or not ref:
+        raise ConfigError(
+            f"{including_file}: {key_path or '<top>'}.include must be a file path or a list of "
+            f"them, got {ref!r}"
+        )
+    for base in (including_file.parent, REPO_ROOT, REPO_ROOT / "configs"):
+        candidate = (base / ref).resolve()
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"{including_file}: {key_path or '<top>'}.include: {ref!r} not found next to the file, "
+        f"in the repository root or in configs/"
+    )
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _expand(node: Any, file: Path, key_path: str, depth: int, chain: tuple[Path, ...]) -> Any:
+    if isinstance(node, list):
+        return [_expand(item, file, f"{key_path}[{i}]", depth, chain) for i, item in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    own = {}
+    for key, value in node.items():
+        if key == INCLUDE_KEY:
+            continue
+        if not isinstance(key, str):
+            raise ConfigError(f"{file}: {key_path or '<top>'}: keys must be strings, got {key!r}")
+        own[key] = _expand(value, file, f"{key_path}.{key}" if key_path else key, depth, chain)
+    if INCLUDE_KEY not in node:
+        return own
+    refs = node[INCLUDE_KEY]
+    refs = refs if isinstance(refs, list) else [refs]
+    merged: dict = {}
+    for ref in refs:
+        path = _resolve_include(ref, file, key_path)
+        if path in chain or depth >= MAX_INCLUDE_DEPTH:
+            raise ConfigError(f"{file}: include cycle or too deep nesting through {path}")
+        piece = _read_yaml(path)
+        if piece is None:
+            piece = {}
+        if not isinstance(piece, dict):
+            raise ConfigError(f"{path}: an included piece must be a mapping, got {type(piece).__name__}")
+        merged = deep_merge(merged, _expand(piece, path, key_path, depth + 1, chain + (path,)))
+    return deep_merge(merged, own)
+
+
+def load_yaml_tree(path: str | Path) -> dict:
+    """Parse `path` and its includes into one plain mapping (no validation)."""
+    file = Path(path).resolve()
+    doc = _read_yaml(file)
+    if doc is None:
+        raise ConfigError(f"{file}: the file is empty; a pipeline needs at least name, models, data")
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping, got {type(doc).__name__}")
+    return _expand(doc, file, "", 0, (file,))
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The pydantic models an annotation may hold (unwrapping Optional, Union, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[Any] = []
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found.extend(_members(arg))
+    return found
+
+
+def _dict_value(annotation: Any) -> Any:
+    """The value annotation of a dict[...] annotation (possibly inside Optional), else None."""
+    for candidate in (annotation, *(getattr(annotation, "__args__", ()) or ())):
+        if getattr(candidate, "__origin__", None) is dict:
+            return candidate.__args__[1]
+    return None
+
+
+def _tag_values(model: type[BaseModel]) -> tuple:
+    field = model.model_fields.get("type")
+    return getattr(field.annotation, "__args__", ()) if field is not None else ()
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the model holding the last key of `loc`, for 'did you mean' hints."""
+    current: Any = model
+    for part in loc[:-1]:
+        members = _members(current)
+        if len(members) == 1 and part in members[0].model_fields:
+            current = members[0].model_fields[part].annotation
+            continue
+        tagged = [m for m in members if part in _tag_values(m)]
+        if tagged:
+            current = tagged[0]
+            continue
+        value = _dict_value(current)
+        if value is None:
+            return []
+        current = value
+    members = _members(current)
+    return sorted(members[0].model_fields) if len(members) == 1 else []
+
+
+def format_validation_error(file: Path, exc: ValidationError) -> str:
+    lines = [f"{file}: invalid pipeline configuration ({exc.error_count()} problem(s)):"]
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key_path = ".".join(str(part) for part in loc) or "<top>"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(PipelineConfig, loc)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            message = f"unknown key{hint} allowed here: {', '.join(allowed)}" if allowed else "unknown key"
+        elif err["type"] in ("union_tag_invalid", "literal_error", "enum"):
+            expected = err.get("ctx", {}).get("expected_tags") or err.get("ctx", {}).get("expected")
+            if expected and str(expected) not in message:
+                message = f"{message} (allowed: {expected})"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        given = err.get("input")
+        quiet = err["type"] == "missing" or isinstance(given, (dict, list)) or repr(given) in message or str(given) in message
+        shown = "" if quiet else f" (got {given!r})"
+        lines.append(f"  - {key_path}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def load_pipeline(path: str | Path, overrides: dict | None = None) -> PipelineConfig:
+    """Read, include, merge `overrides` (a nested mapping) and validate one pipeline YAML."""
+    file = Path(path).resolve()
+    tree = load_yaml_tree(file)
+    if overrides:
+        tree = deep_merge(tree, overrides)
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(file, exc)) from None
+
+
+def parse_override(text: str) -> dict:
+    """`a.b.c=value` (value parsed as YAML) into a nested mapping, for `--set` on the CLI."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. train.steps=10")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw)
+    node: dict = {}
+    out = node
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+    return out
+
+
+def resolved_config_yaml(config: PipelineConfig) -> str:
+    """The fully resolved config as YAML, written next to every run."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

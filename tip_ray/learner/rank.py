@@ -1,0 +1,271 @@
+"""One learner rank: a member of a torch.distributed group training the student with FSDP2.
+
+The learner is algorithm-blind: it receives a SelectedBatch (sequences, selected positions,
+per-token weights, teacher signal there), runs the trunk, applies the LM head with gradient only
+to the selected hidden states, and steps the optimizer. Every rank gets the whole batch and trains
+its own contiguous slice of rows; the loss is normalised by the global selected-token count, so
+the result does not depend on how rows are split over ranks and micro-batches.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from tip_ray.learner.memory import PeakMemory
+from tip_ray.records import SelectedBatch, StepResult
+from tip_ray.tip import selective_distill_loss
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    model_path: str
+    teacher_head_path: str | None  # for the `hidden` teacher form
+    world_size: int
+    total_steps: int
+    lr: float
+    weight_decay: float
+    betas: tuple[float, float]
+    eps: float
+    warmup_steps: int
+    schedule: str
+    min_lr_ratio: float
+    grad_clip: float | None
+    micro_batch_size: int
+    loss: str
+    beta: float
+    chunk_size: int
+    dtype: str = "float32"
+    backend: str = "gloo"
+    seed: int = 0
+    num_threads: int | None = None
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at optimizer step `step` (0-based)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    span = max(total - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def shard_rows(num_rows: int, rank: int, world: int) -> tuple[int, int]:
+    """Contiguous, near-equal slice of rows for `rank`."""
+    base, extra = divmod(num_rows, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+class SelectiveStudent(torch.nn.Module):
+    """The FSDP root: the trunk plus the selective loss, so the root's parameters (embeddings,
+    final norm, LM head) are unsharded for exactly the duration of the loss computation."""
+
+    def __init__(self, causal_lm: torch.nn.Module):
+        super().__init__()
+        self.lm = causal_lm
+
+    def forward(self, batch: SelectedBatch, *, loss: str, beta: float, chunk_size: int,
+                global_count: float, teacher_head: torch.Tensor | None) -> torch.Tensor:
+        width = int(batch.attention_mask.sum(1).max()) if batch.attention_mask.numel() else 1
+        hidden = self.lm.model(
+            input_ids=batch.input_ids[:, :width], attention_mask=batch.attention_mask[:, :width]
+        ).last_hidden_state
+        # The token at (row, t) is predicted by the hidden state at (row, t - 1).
+        predicting = batch.positions.clone()
+        predicting[:, 1] -= 1
+        head = self.lm.get_output_embeddings().weight
+        if predicting.shape[0] == 0:
+            # Nothing selected here: a zero that still reaches every parameter, so that the
+            # backward pass (and FSDP's gradient reduction) runs like on any other rank.
+            return hidden.sum() * 0.0 + head.sum() * 0.0
+        return selective_distill_loss(
+            hidden,
+            head,
+            predicting,
+            batch.teacher,
+            batch.weights,
+            loss=loss,
+            beta=beta,
+            global_token_count=global_count,
+            teacher_head=teacher_head,
+            chunk_size=chunk_size,
+            sampled_tokens=batch.sampled_tokens,
+        )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+class LearnerRank:
+    def __init__(self, rank: int, settings: LearnerSettings):
+        if settings.num_threads:
+            torch.set_num_threads(settings.num_threads)
+        self.rank = rank
+        self.settings = settings
+        self.memory = PeakMemory()
+
+    def rendezvous_address(self) -> tuple[str, int]:
+        """Rank 0's reachable address and a free port, for the process group's rendezvous."""
+        import ray
+
+        host = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+        return host, free_port()
+
+    def setup(self, master_addr: str, master_port: int) -> int:
+        """Join the process group and build the sharded model and optimizer."""
+        settings = self.settings
+        rank = self.rank
+        os.environ["MASTER_ADDR"] = master_addr
+        os.environ["MASTER_PORT"] = str(master_port)
+        self.device = torch.device("cuda", torch.cuda.current_device()) if settings.backend == "nccl" else torch.device("cpu")
+        dist.init_process_group(
+            settings.backend, rank=rank, world_size=settings.world_size,
+            timeout=__import__("datetime").timedelta(minutes=10),
+        )
+        torch.manual_seed(settings.seed)
+        self.model = self._build_model()
+        s = settings
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: lr_factor(step, s.total_steps, s.warmup_steps, s.schedule, s.min_lr_ratio),
+        )
+        self.teacher_head = None
+        if s.teacher_head_path:
+            from tip_ray.teacher.head import load_lm_head
+
+            self.teacher_head = load_lm_head(s.teacher_head_path).to(self.device)
+        self.step = 0
+        return rank
+
+    def _build_model(self) -> torch.nn.Module:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        from tip_ray.models.loading import load_causal_lm
+
+        lm = load_causal_lm(self.settings.model_path, dtype="float32").to(self.device)
+        lm.train()
+        # Dropout would make the selector's statistics and the learner's loss disagree.
+        for module in lm.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        wrapper = SelectiveStudent(lm)
+        mp = None
+        if self.settings.dtype == "bfloat16":
+            mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        kwargs = {"mp_policy": mp} if mp is not None else {}
+        for layer in lm.model.layers:
+            fully_shard(layer, **kwargs)
+        fully_shard(wrapper, **kwargs)
+        return wrapper
+
+    def ready(self) -> int:
+        return self.rank
+
+    def train_step(self, batch: SelectedBatch) -> StepResult:
+        """One optimizer update on this rank's rows of `batch` (all ranks call it together)."""
+        start = time.perf_counter()
+        self.memory.start()
+        s = self.settings
+        global_count = float(batch.weights.numel())
+        lo, hi = shard_rows(batch.input_ids.shape[0], self.rank, s.world_size)
+        local = batch.rows(lo, hi)
+        # Every rank runs the same number of micro-batches: FSDP's collectives must pair up.
+        rows_per_rank = math.ceil(batch.input_ids.shape[0] / s.world_size)
+        num_micro = max(1, math.ceil(rows_per_rank / s.micro_batch_size))
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        for m in range(num_micro):
+            a = min(m * s.micro_batch_size, local.input_ids.shape[0])
+            b = min(a + s.micro_batch_size, local.input_ids.shape[0])
+            micro = local.rows(a, b) if b > a else local.rows(0, 0)
+            if micro.input_ids.shape[0] == 0:
+                # An idle rank still joins the collectives: a zero-weight pass over one row.
+                micro = _zero_weight_like(batch)
+            self.model.set_requires_gradient_sync(m == num_micro - 1)
+            loss = self.model(
+                micro, loss=s.loss, beta=s.beta, chunk_size=s.chunk_size,
+                global_count=max(global_count, 1.0), teacher_head=self.teacher_head,
+            )
+            # FSDP averages gradients over ranks; the loss is a global sum over tokens, so scale.
+            (loss * s.world_size).backward()
+            loss_sum += loss.detach().double()
+        dist.all_reduce(loss_sum)
+        grad_norm = self._grad_norm()
+        skipped = not (math.isfinite(float(loss_sum)) and math.isfinite(grad_norm))
+        if not skipped:
+            if s.grad_clip is not None and grad_norm > s.grad_clip:
+                scale = s.grad_clip / (grad_norm + 1e-6)
+                for p in self.model.parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(scale)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepResult(
+            step=self.step,
+            loss=float(loss_sum),
+            grad_norm=grad_norm,
+            lr=self.scheduler.get_last_lr()[0],
+            num_selected=batch.num_selected,
+            skipped=skipped,
+            seconds=time.perf_counter() - start,
+            peak_memory_mib=self.memory.stop(),
+        )
+
+    def _grad_norm(self) -> float:
+        squares = torch.zeros((), dtype=torch.float64)
+        for p in self.model.parameters():
+            if p.grad is None:
+                continue
+            g = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad
+            squares += g.double().pow(2).sum()
+        dist.all_reduce(squares)
+        return float(squares.sqrt())
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """Gather the full weights (every rank must call); rank 0 returns them, others None."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(
+            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        if self.rank != 0:
+            return None
+        return {k.removeprefix("lm."): v for k, v in state.items()}
+
+    def shutdown(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _zero_weight_like(batch: SelectedBatch) -> SelectedBatch:
+    """One row of `batch` with a single zero-weight token: contributes exactly nothing."""
+    one = batch.rows(0, 1)
+    if one.num_selected == 0:
+        return one
+    from tip_ray.tip.signal import index_signal
+
+    idx = torch.tensor([0])
+    return SelectedBatch(
+        batch_id=one.batch_id, policy_version=one.policy_version, input_ids=one.input_ids,
+        attention_mask=one.attention_mask, positions=one.positions[:1], weights=torch.zeros(1),
+        sampled_tokens=one.sampled_tokens[:1], teacher=index_signal(one.teacher, idx),
+        teacher_sampled_logprobs=one.teacher_sampled_logprobs[:1], summary=one.summary,
+        prompt_rows=one.prompt_rows, num_response_tokens=one.num_response_tokens,
+    )

@@ -1,0 +1,257 @@
+"""The controller: drives one distillation run over Ray actors.
+
+    prompts ─► Rollout ─► q ─► Score ─► q ─► Select ─► q ─► Learner(FSDP ranks) ─► step v+1
+                 ▲                                                         │
+                 └──────────────── weight sync (policy version) ◄──────────┘
+
+The controller never touches payloads: it chains object references from stage to stage (Ray
+moves the data between the actors directly) and keeps, per update batch, a bounded queue of the
+references in flight. With `max_policy_lag` L, the batch consumed at step s is sampled with
+weights of version >= s - L: batch s + 1 + L is launched right after update s + 1 is published,
+so up to L + 1 batches are in flight while the learner works. Every stage call carries the
+weight version it must use (see tip_ray.weights), so a restarted actor catches up by itself and
+a call that Ray retries after a crash is redone with the same weights and the same seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from tip_ray.pipeline.placement import actor_options, learner_placement_group, plan_placement
+from tip_ray.pipeline.prepare import PreparedRun
+from tip_ray.pipeline.stages import learner_settings, rollout_settings, scorer_settings, selector_settings
+from tip_ray.records import PromptBatch
+from tip_ray.weights import WeightVersion
+
+
+class StageTimeout(RuntimeError):
+    """A stage did not answer within train.stage_timeout_s."""
+
+
+class PolicyLagExceeded(RuntimeError):
+    """A batch arrived with weights older than max_policy_lag allows (never silently accepted)."""
+
+
+@dataclass
+class InFlight:
+    """The references of one update batch as it moves through the stages."""
+
+    batch: PromptBatch
+    rollout_refs: list[Any]
+    scored_refs: list[Any]
+    selected_ref: Any
+    summary_ref: Any
+    launched_at: float
+    weights_version: int
+
+
+class RefQueue:
+    """A bounded FIFO of in-flight batches (object references only, never payloads)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: deque[InFlight] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def full(self) -> bool:
+        return len(self._items) >= self.capacity
+
+    def put(self, item: InFlight) -> None:
+        if self.full():
+            raise RuntimeError(f"queue over capacity {self.capacity}: the controller launched too early")
+        self._items.append(item)
+
+    def pop(self) -> InFlight:
+        return self._items.popleft()
+
+    def drain(self) -> list[InFlight]:
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+@dataclass
+class StageActors:
+    rollouts: list[Any]
+    scorers: list[Any]
+    selector: Any
+    learners: list[Any]
+    placement_group: Any = None
+    all: list[Any] = field(default_factory=list)
+
+
+def split_prompts(batch: PromptBatch, parts: int) -> list[PromptBatch]:
+    """Contiguous shards of a prompt batch, one per rollout worker (empty shards dropped)."""
+    n = len(batch.prompt_ids)
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    shards = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        if hi > lo:
+            shards.append(
+                PromptBatch(
+                    batch_id=batch.batch_id,
+                    prompt_ids=batch.prompt_ids[lo:hi],
+                    answers=batch.answers[lo:hi],
+                    data_positions=batch.data_positions[lo:hi],
+                    prompt_rows=batch.prompt_rows[lo:hi],
+                )
+            )
+    return shards
+
+
+def start_actors(prepared: PreparedRun, max_restarts: int) -> StageActors:
+    from tip_ray.learner.rank import LearnerRank
+    from tip_ray.rollout.worker import RolloutWorker
+    from tip_ray.select.selector import Selector
+    from tip_ray.teacher.scorer import TeacherScorer
+
+    config = prepared.config
+    plans = plan_placement(config)
+    rollouts = [
+        ray.remote(RolloutWorker)
+        .options(**actor_options(plans["rollout"], max_restarts=max_restarts))
+        .remote(rollout_settings(prepared, plans["rollout"], i))
+        for i in range(config.rollout.num_workers)
+    ]
+    scorers = [
+        ray.remote(TeacherScorer)
+        .options(**actor_options(plans["teacher"], max_restarts=max_restarts))
+        .remote(scorer_settings(prepared, plans["teacher"], i))
+        for i in range(config.teacher.num_scorers)
+    ]
+    selector = (
+        ray.remote(Selector)
+        .options(**actor_options(plans["selector"], max_restarts=max_restarts))
+        .remote(selector_settings(prepared, plans["selector"], 0))
+    )
+    pg = None
+    learner_opts = actor_options(plans["learner"])
+    if plans["learner"].pool is not None:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        pg = learner_placement_group(plans["learner"], config.learner.num_ranks)
+        ray.get(pg.ready(), timeout=config.train.stage_timeout_s)
+    settings = learner_settings(prepared, plans["learner"])
+    learners = []
+    for rank in range(config.learner.num_ranks):
+        opts = dict(learner_opts)
+        if pg is not None:
+            opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                placement_group=pg, placement_group_bundle_index=rank
+            )
+            opts["resources"] = {}  # the bundle already reserved the pool resource
+        learners.append(ray.remote(LearnerRank).options(**opts).remote(rank, settings))
+    return StageActors(
+        rollouts=rollouts,
+        scorers=scorers,
+        selector=selector,
+        learners=learners,
+        placement_group=pg,
+        all=[*rollouts, *scorers, selector, *learners],
+    )
+
+
+def wait_stage(refs, stage: str, timeout_s: float):
+    """ray.get with the stage's name in the error when it takes longer than the timeout."""
+    try:
+        return ray.get(refs, timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        raise StageTimeout(
+            f"stage {stage!r} did not answer within train.stage_timeout_s={timeout_s:g}s; "
+            f"it may be hung (see the actor's log) or need a larger timeout"
+        ) from None
+
+
+def wait_ready_refs(refs, stage: str, timeout_s: float) -> None:
+    """Wait until `refs` are computed without fetching them here (raises the stage's error)."""
+    # A failed stage call surfaces later, through the selector call that depends on it.
+    _, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s, fetch_local=False)
+    if pending:
+        raise StageTimeout(
+            f"stage {stage!r} did not answer within train.stage_timeout_s={timeout_s:g}s; "
+            f"it may be hung (see the actor's log) or need a larger timeout"
+        )
+
+
+class Controller:
+    """Launches batches through the stages and consumes them in step order."""
+
+    def __init__(self, prepared: PreparedRun, actors: StageActors):
+        self.prepared = prepared
+        self.actors = actors
+        config = prepared.config
+        self.lag = config.train.max_policy_lag
+        self.timeout = config.train.stage_timeout_s
+        self.queue = RefQueue(capacity=max(self.lag + 1, config.train.queue_capacity))
+        self._next_scorer = 0
+
+    def setup_learners(self) -> None:
+        host, port = wait_stage(self.actors.learners[0].rendezvous_address.remote(), "learner", self.timeout)
+        wait_stage([r.setup.remote(host, port) for r in self.actors.learners], "learner", self.timeout)
+
+    def wait_ready(self) -> None:
+        refs = [a.ready.remote() for a in (*self.actors.rollouts, *self.actors.scorers, self.actors.selector)]
+        wait_stage(refs, "startup", self.timeout)
+
+    def launch(self, batch: PromptBatch, weights: WeightVersion) -> None:
+        shards = split_prompts(batch, len(self.actors.rollouts))
+        rollout_refs = [w.generate.remote(shard, weights) for w, shard in zip(self.actors.rollouts, shards)]
+        scored_refs = []
+        for ref in rollout_refs:
+            scorer = self.actors.scorers[self._next_scorer % len(self.actors.scorers)]
+            self._next_scorer += 1
+            scored_refs.append(scorer.score.remote(ref))
+        selected_ref, summary_ref = self.actors.selector.select.options(num_returns=2).remote(
+            weights, *scored_refs
+        )
+        self.queue.put(
+            InFlight(batch, rollout_refs, scored_refs, selected_ref, summary_ref, time.perf_counter(), weights.version)
+        )
+
+    def consume(self, step: int):
+        """Wait for the oldest batch: (InFlight, rollouts, SelectionSummary). The teacher signal
+        and the selected batch stay in the object store; only small records come here."""
+        item = self.queue.pop()
+        # Name the first stage that does not answer in time.
+        rollouts = wait_stage(item.rollout_refs, "rollout", self.timeout)
+        wait_ready_refs(item.scored_refs, "teacher", self.timeout)
+        summary = wait_stage(item.summary_ref, "selector", self.timeout)
+        if summary.batch_id != step:
+            raise RuntimeError(f"batch {summary.batch_id} arrived for step {step}: order broken")
+        lag = step - summary.policy_version
+        if lag > self.lag or step - summary.selector_version > self.lag:
+            raise PolicyLagExceeded(
+                f"batch {step} was sampled with policy version {summary.policy_version} and selected "
+                f"with version {summary.selector_version}, over train.max_policy_lag={self.lag}"
+            )
+        return item, rollouts, summary
+
+    def train(self, selected_ref) -> Any:
+        results = wait_stage([r.train_step.remote(selected_ref) for r in self.actors.learners], "learner", self.timeout)
+        return results[0]
+
+    def publish_weights(self, version: int) -> WeightVersion:
+        states = wait_stage([r.full_state_dict.remote() for r in self.actors.learners], "learner", self.timeout)
+        # Put the gathered weights in the object store once; every stage reads the same copy.
+        return WeightVersion(version=version, refs=(ray.put(states[0]),))
+
+
+def shutdown_actors(actors: StageActors | None) -> None:
+    if actors is None:
+        return
+    for actor in actors.all:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:
+            pass
+    if actors.placement_group is not None:
+        from ray.util.placement_group import remove_placement_group
+
+        remove_placement_group(actors.placement_group)

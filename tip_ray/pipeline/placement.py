@@ -1,0 +1,86 @@
+"""Roles → pools → Ray actor options: the one place that decides where each stage runs.
+
+With `cluster.pools` set, every actor of a role asks for a sliver of its pool's custom resource
+(so it can only land on that pool's nodes) plus its GPUs and CPUs, and the learner ranks share a
+placement group. Without pools (a laptop, a CPU machine) actors ask for no CPU at all and share
+the machine's cores through torch's thread count.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from tip_ray.config.schema import PipelineConfig
+from tip_ray.pools import pool_resource
+
+ROLES = ("rollout", "teacher", "selector", "learner")
+
+
+@dataclass(frozen=True)
+class RolePlacement:
+    role: str
+    pool: str | None  # pool name, None when the run declares no pools
+    resources: dict[str, float]
+    num_gpus: float
+    num_cpus: float
+    num_threads: int
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def plan_placement(config: PipelineConfig) -> dict[str, RolePlacement]:
+    cluster = config.cluster
+    roles = cluster.roles.model_dump()
+    cores = cluster.num_cpus or available_cores()
+    plans = {}
+    for role in ROLES:
+        if cluster.pools is None:
+            # One shared machine: stages mostly take turns, so each may use every core, except
+            # the learner ranks, which run at the same time and split them.
+            threads = max(1, cores // config.learner.num_ranks) if role == "learner" else cores
+            plans[role] = RolePlacement(role, None, {}, 0.0, 0.0, threads)
+            continue
+        pool_name = roles[role]
+        pool = cluster.pools[pool_name]
+        threads = max(1, int(pool.cpus_per_actor)) if pool.cpus_per_actor else 1
+        plans[role] = RolePlacement(
+            role=role,
+            pool=pool_name,
+            resources=pool_resource(pool.resource),
+            num_gpus=pool.gpus_per_actor,
+            num_cpus=pool.cpus_per_actor,
+            num_threads=threads,
+        )
+    return plans
+
+
+def actor_options(plan: RolePlacement, *, max_restarts: int = 0, name: str | None = None) -> dict:
+    options = {
+        "num_cpus": plan.num_cpus,
+        "num_gpus": plan.num_gpus,
+        "resources": dict(plan.resources),
+        "max_restarts": max_restarts,
+        # A call in flight when its actor dies is redone on the restarted actor.
+        "max_task_retries": max_restarts,
+    }
+    if name:
+        options["name"] = name
+    return options
+
+
+def learner_placement_group(plan: RolePlacement, world_size: int):
+    """A placement group holding one bundle per learner rank, packed on the learner's pool."""
+    from ray.util.placement_group import placement_group
+
+    bundle = {"CPU": plan.num_cpus}
+    if plan.num_gpus:
+        bundle["GPU"] = plan.num_gpus
+    bundle.update(plan.resources)
+    bundles = [{k: v for k, v in bundle.items() if v} or {"CPU": 0.001} for _ in range(world_size)]
+    return placement_group(bundles, strategy="PACK")

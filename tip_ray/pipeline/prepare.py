@@ -1,0 +1,93 @@
+"""Everything checked before any actor starts: model folders, tokenizer/vocabulary agreement,
+the dataset, and the run folder. A bad input fails here, with nothing left running."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tip_ray.config.loader import ConfigError, resolved_config_yaml
+from tip_ray.config.schema import DemoModel, HubModel, LocalModel, PipelineConfig
+from tip_ray.data.prompts import EncodedPrompt, ReadReport, encode_rows, read_prompt_rows
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    config: PipelineConfig
+    student_path: str
+    teacher_path: str
+    tokenizer_path: str
+    prompts: list[EncodedPrompt]
+    data_report: ReadReport
+    run_dir: Path
+    pad_token_id: int
+    eos_token_id: int
+
+
+def resolve_model_path(source: Any, where: str) -> str:
+    if isinstance(source, LocalModel):
+        path = Path(source.path).expanduser()
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"{where}.path: {path} is not a model folder (no config.json there); "
+                f"give the folder written by save_pretrained"
+            )
+        return str(path.resolve())
+    if isinstance(source, HubModel):
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise ConfigError(f"{where}: hub model {source.name!r} but HF_HUB_OFFLINE=1")
+        from huggingface_hub import snapshot_download
+
+        try:
+            return snapshot_download(source.name, revision=source.revision)
+        except Exception as exc:
+            raise ConfigError(f"{where}: cannot fetch hub model {source.name!r}: {exc}") from None
+    if isinstance(source, DemoModel):
+        from tip_ray.demo.bootstrap import ensure_demo_models
+
+        models = ensure_demo_models()
+        return str(models.teacher_path if source.role == "teacher" else models.student_path)
+    raise ConfigError(f"{where}: unknown model source {source!r}")
+
+
+def run_dir_for(config: PipelineConfig, override: str | None = None) -> Path:
+    return Path(override or config.logging.run_dir.format(name=config.name)).expanduser().resolve()
+
+
+def prepare_run(config: PipelineConfig, run_dir: str | None = None, write: bool = True) -> PreparedRun:
+    from tip_ray.models.loading import check_compatible, load_tokenizer
+
+    student = resolve_model_path(config.models.student, "models.student")
+    teacher = resolve_model_path(config.models.teacher, "models.teacher")
+    tokenizer_path = (
+        resolve_model_path(config.models.tokenizer, "models.tokenizer")
+        if config.models.tokenizer
+        else student
+    )
+    try:
+        check_compatible(student, teacher)
+    except ValueError as exc:
+        raise ConfigError(f"models: {exc}") from None
+    tokenizer = load_tokenizer(tokenizer_path)
+    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+        raise ConfigError(f"models.tokenizer: {tokenizer_path} defines no pad or eos token")
+    rows, report = read_prompt_rows(config.data)
+    prompts = encode_rows(rows, tokenizer, config.data, report)
+    folder = run_dir_for(config, run_dir)
+    if write:
+        # The user's permissions only: run folders may hold prompts and weights.
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (folder / "config.resolved.yaml").write_text(resolved_config_yaml(config))
+    return PreparedRun(
+        config=config,
+        student_path=student,
+        teacher_path=teacher,
+        tokenizer_path=tokenizer_path,
+        prompts=prompts,
+        data_report=report,
+        run_dir=folder,
+        pad_token_id=int(tokenizer.pad_token_id),
+        eos_token_id=int(tokenizer.eos_token_id),
+    )

@@ -1,0 +1,51 @@
+"""Pack backend samples into a right-padded RolloutBatch (prompt, then response, then padding)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from tip_ray.records import PromptBatch, RolloutBatch
+from tip_ray.rollout.backend import Sample
+
+
+def pack_rollout(
+    prompts: PromptBatch,
+    samples: Sequence[Sample],
+    *,
+    policy_version: int,
+    pad_token_id: int,
+    texts: Sequence[str],
+    seconds: float,
+    worker: str = "",
+) -> RolloutBatch:
+    lengths = [len(prompts.prompt_ids[s.prompt_index]) + len(s.response_ids) for s in samples]
+    width = max(max(lengths), 1)
+    rows = len(samples)
+    input_ids = torch.full((rows, width), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((rows, width), dtype=torch.long)
+    response_mask = torch.zeros((rows, width), dtype=torch.bool)
+    logprobs = torch.zeros((rows, width), dtype=torch.float32)
+    for row, sample in enumerate(samples):
+        prompt = prompts.prompt_ids[sample.prompt_index]
+        p, r = len(prompt), len(sample.response_ids)
+        input_ids[row, :p] = torch.tensor(prompt, dtype=torch.long)
+        if r:
+            input_ids[row, p : p + r] = torch.tensor(sample.response_ids, dtype=torch.long)
+            logprobs[row, p : p + r] = torch.tensor(sample.logprobs, dtype=torch.float32)
+            response_mask[row, p : p + r] = True
+        attention[row, : p + r] = 1
+    return RolloutBatch(
+        batch_id=prompts.batch_id,
+        policy_version=policy_version,
+        input_ids=input_ids,
+        attention_mask=attention,
+        response_mask=response_mask,
+        sampled_logprobs=logprobs,
+        prompt_index=torch.tensor([s.prompt_index for s in samples], dtype=torch.long),
+        response_texts=tuple(texts),
+        seconds=seconds,
+        worker=worker,
+        prompt_rows=prompts.prompt_rows,
+    )

@@ -1,0 +1,103 @@
+"""The rollout stage: a student replica that samples responses for a PromptBatch.
+
+Used as a Ray actor by the pipeline and as a plain object by the in-process loop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from tip_ray.records import PromptBatch, RolloutBatch
+from tip_ray.rollout.backend import RolloutBackend, SamplingRequest
+from tip_ray.rollout.pack import pack_rollout
+from tip_ray.weights import VersionedWeights, WeightVersion
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    model_path: str
+    backend: str  # "hf" or "vllm"
+    backend_options: dict
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    samples_per_prompt: int
+    seed: int
+    dtype: str = "float32"
+    num_threads: int | None = None
+    name: str = "rollout-0"
+
+
+def build_backend(settings: RolloutSettings, tokenizer) -> RolloutBackend:
+    if settings.backend == "hf":
+        from tip_ray.models.loading import load_causal_lm
+        from tip_ray.rollout.hf import HFGenerateBackend
+
+        model = load_causal_lm(settings.model_path, dtype=settings.dtype)
+        return HFGenerateBackend(
+            model,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            batch_size=int(settings.backend_options.get("batch_size", 64)),
+        )
+    if settings.backend == "vllm":
+        from tip_ray.rollout.vllm_backend import VLLMBackend
+
+        return VLLMBackend(settings.model_path, tokenizer=tokenizer, **settings.backend_options)
+    raise ValueError(f"rollout.backend.type {settings.backend!r}: expected 'hf' or 'vllm'")
+
+
+class RolloutWorker:
+    def __init__(self, settings: RolloutSettings):
+        if settings.num_threads:
+            torch.set_num_threads(settings.num_threads)
+        from tip_ray.models.loading import load_tokenizer
+
+        self.settings = settings
+        self.tokenizer = load_tokenizer(settings.model_path)
+        self.backend = build_backend(settings, self.tokenizer)
+        self.weights = VersionedWeights(self.backend.load_weights)
+        self.calls = 0
+
+    def ready(self) -> str:
+        return self.settings.name
+
+    def generate(self, prompts: PromptBatch, weights: WeightVersion) -> RolloutBatch:
+        self.weights.ensure(weights)
+        self.calls += 1
+        start = time.perf_counter()
+        request = SamplingRequest(
+            temperature=self.settings.temperature,
+            top_p=self.settings.top_p,
+            max_new_tokens=self.settings.max_new_tokens,
+            n=self.settings.samples_per_prompt,
+            # A batch's samples depend only on the run seed and the batch: retries and resumed
+            # runs redo exactly the same rollouts.
+            seed=self.settings.seed * 1_000_003 + prompts.batch_id,
+        )
+        samples = self.backend.generate(prompts.prompt_ids, request)
+        texts = self.tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
+        return pack_rollout(
+            prompts,
+            samples,
+            policy_version=self.weights.version,
+            pad_token_id=self.tokenizer.pad_token_id,
+            texts=texts,
+            seconds=time.perf_counter() - start,
+            worker=self.settings.name,
+        )
+
+    def generate_texts(self, prompt_ids: list[list[int]], temperature: float, max_new_tokens: int,
+                       n: int, seed: int, weights: WeightVersion) -> list[list[str]]:
+        """For evaluation: n decoded responses per prompt."""
+        self.weights.ensure(weights)
+        request = SamplingRequest(temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, n=n, seed=seed)
+        samples = self.backend.generate(prompt_ids, request)
+        texts = self.tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
+        grouped: list[list[str]] = [[] for _ in prompt_ids]
+        for sample, text in zip(samples, texts):
+            grouped[sample.prompt_index].append(text)
+        return grouped

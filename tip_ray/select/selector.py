@@ -1,0 +1,212 @@
+"""The select stage: TIP statistics for every response token, the selection rule, and a
+SelectedBatch that carries only what the learner needs at the selected positions.
+
+It holds a no-grad copy of the student (kept within the policy-lag bound by the controller) and,
+for the `hidden` teacher form, a frozen copy of the teacher's LM head.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from tip_ray.records import ScoredBatch, SelectedBatch, SelectionSummary
+from tip_ray.teacher.scorer import final_hidden_at_responses
+from tip_ray.tip import (
+    CutLines,
+    TeacherHidden,
+    index_signal,
+    quadrant_labels,
+    quadrant_summary,
+    resolve_cut_lines,
+    select_tokens,
+    token_stats_from_hidden,
+)
+from tip_ray.tip.signal import FullLogProbs, TopKLogProbs
+from tip_ray.weights import VersionedWeights, WeightVersion
+
+
+@dataclass(frozen=True)
+class SelectorSettings:
+    student_path: str
+    teacher_head_path: str | None  # needed for the `hidden` teacher form
+    rule: str
+    ratio: float
+    rule_params: dict = field(default_factory=dict)
+    chunk_size: int = 512
+    metrics_cut_mode: str = "quantile"
+    metrics_entropy_cut: float = 0.5
+    metrics_divergence_cut: float = 0.5
+    micro_batch_size: int = 16
+    seed: int = 0
+    dtype: str = "float32"
+    num_threads: int | None = None
+    name: str = "selector-0"
+
+
+def merge_scored(shards: Sequence[ScoredBatch]) -> ScoredBatch:
+    """Concatenate shards of one batch (from several rollout workers) along rows."""
+    if len(shards) == 1:
+        return shards[0]
+    from tip_ray.records import RolloutBatch
+
+    rollouts = [s.rollout for s in shards]
+    width = max(r.input_ids.shape[1] for r in rollouts)
+
+    def pad(t: torch.Tensor, value) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    pad_id = int(rollouts[0].input_ids[rollouts[0].attention_mask == 0].flatten()[:1].tolist() or [0])
+    merged = RolloutBatch(
+        batch_id=rollouts[0].batch_id,
+        policy_version=min(r.policy_version for r in rollouts),
+        input_ids=torch.cat([pad(r.input_ids, pad_id) for r in rollouts]),
+        attention_mask=torch.cat([pad(r.attention_mask, 0) for r in rollouts]),
+        response_mask=torch.cat([pad(r.response_mask, False) for r in rollouts]),
+        sampled_logprobs=torch.cat([pad(r.sampled_logprobs, 0.0) for r in rollouts]),
+        prompt_index=torch.cat([r.prompt_index + offset for r, offset in zip(rollouts, _offsets(rollouts))]),
+        response_texts=tuple(t for r in rollouts for t in r.response_texts),
+        seconds=max(r.seconds for r in rollouts),
+        worker=",".join(r.worker for r in rollouts),
+        prompt_rows=tuple(row for r in rollouts for row in r.prompt_rows),
+    )
+    return ScoredBatch(
+        rollout=merged,
+        teacher=_cat_signals([s.teacher for s in shards]),
+        teacher_sampled_logprobs=torch.cat([s.teacher_sampled_logprobs for s in shards]),
+        seconds=max(s.seconds for s in shards),
+    )
+
+
+def _offsets(rollouts) -> list[int]:
+    """Prompt-index offset of each shard: shards hold consecutive slices of the batch's prompts."""
+    offsets, total = [], 0
+    for r in rollouts:
+        offsets.append(total)
+        total += len(r.prompt_rows)
+    return offsets
+
+
+def _cat_signals(signals):
+    first = signals[0]
+    if isinstance(first, TeacherHidden):
+        return TeacherHidden(hidden=torch.cat([s.hidden for s in signals]))
+    if isinstance(first, FullLogProbs):
+        return FullLogProbs(logprobs=torch.cat([s.logprobs for s in signals]))
+    return TopKLogProbs(
+        indices=torch.cat([s.indices for s in signals]),
+        logprobs=torch.cat([s.logprobs for s in signals]),
+        tail_logprob=torch.cat([s.tail_logprob for s in signals]),
+    )
+
+
+def scatter_rows(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[N] values over the True entries of `mask` (row-major) into a zero-filled [B, T] tensor."""
+    out = torch.zeros(mask.shape, dtype=values.dtype)
+    out[mask] = values
+    return out
+
+
+class Selector:
+    def __init__(self, settings: SelectorSettings):
+        if settings.num_threads:
+            torch.set_num_threads(settings.num_threads)
+        from tip_ray.models.loading import load_causal_lm
+        from tip_ray.rollout.hf import load_full_state_dict
+        from tip_ray.teacher.head import load_lm_head
+
+        self.settings = settings
+        self.model = load_causal_lm(settings.student_path, dtype=settings.dtype).eval()
+        self.weights = VersionedWeights(lambda sd: load_full_state_dict(self.model, sd))
+        self.teacher_head = (
+            load_lm_head(settings.teacher_head_path) if settings.teacher_head_path else None
+        )
+        self.calls = 0
+
+    def ready(self) -> str:
+        return self.settings.name
+
+    @torch.no_grad()
+    def select(self, weights: WeightVersion, *shards: ScoredBatch) -> tuple[SelectedBatch, SelectionSummary]:
+        """The learner's batch, and its summary as a separate small object for the controller."""
+        self.weights.ensure(weights)
+        self.calls += 1
+        start = time.perf_counter()
+        s = self.settings
+        scored = merge_scored(shards)
+        rollout = scored.rollout
+        mask = rollout.response_mask
+        student_hidden = final_hidden_at_responses(self.model, rollout, s.micro_batch_size)
+        head = self.model.get_output_embeddings().weight
+        stats = token_stats_from_hidden(
+            student_hidden, head, scored.teacher, teacher_head=self.teacher_head, chunk_size=s.chunk_size
+        )
+        entropy = scatter_rows(stats.entropy, mask)
+        reverse_kl = scatter_rows(stats.reverse_kl, mask)
+        forward_kl = scatter_rows(stats.forward_kl, mask)
+        gen = torch.Generator().manual_seed(s.seed * 1_000_003 + rollout.batch_id)
+        selection = select_tokens(
+            s.rule,
+            entropy=entropy,
+            reverse_kl=reverse_kl,
+            forward_kl=forward_kl,
+            response_mask=mask,
+            ratio=s.ratio,
+            generator=gen,
+            **s.rule_params,
+        )
+        # Index of each response position in the flattened [N] teacher signal.
+        flat_index = torch.full(mask.shape, -1, dtype=torch.long)
+        flat_index[mask] = torch.arange(int(mask.sum()))
+        positions = selection.mask.nonzero()
+        rows_in_signal = flat_index[selection.mask]
+        cuts = resolve_cut_lines(
+            entropy, reverse_kl, mask, s.metrics_entropy_cut, s.metrics_divergence_cut, mode=s.metrics_cut_mode
+        )
+        labels = quadrant_labels(entropy, reverse_kl, mask, cuts)
+        n_resp = int(mask.sum())
+        summary = SelectionSummary(
+            batch_id=rollout.batch_id,
+            policy_version=rollout.policy_version,
+            teacher_seconds=scored.seconds,
+            num_response_tokens=n_resp,
+            num_selected=int(positions.shape[0]),
+            mean_entropy=float(stats.entropy.mean()) if n_resp else 0.0,
+            mean_reverse_kl=float(stats.reverse_kl.mean()) if n_resp else 0.0,
+            quadrants=quadrant_summary(labels, entropy, reverse_kl, mask),
+            approximate=stats.approximate,
+            selector_version=self.weights.version,
+            seconds=time.perf_counter() - start,
+        )
+        selected = SelectedBatch(
+            batch_id=rollout.batch_id,
+            policy_version=rollout.policy_version,
+            input_ids=rollout.input_ids,
+            attention_mask=rollout.attention_mask,
+            positions=positions,
+            weights=selection.weights[selection.mask].float(),
+            sampled_tokens=rollout.input_ids[selection.mask],
+            # Select before transfer: only the selected rows of the teacher signal go on.
+            teacher=index_signal(scored.teacher, rows_in_signal),
+            teacher_sampled_logprobs=scored.teacher_sampled_logprobs[rows_in_signal],
+            summary=summary,
+            prompt_rows=rollout.prompt_rows,
+            num_response_tokens=n_resp,
+        )
+        return selected, summary
+
+    def statistics(self, weights: WeightVersion, *shards: ScoredBatch):
+        """The raw per-token statistics (for tests and analysis)."""
+        self.weights.ensure(weights)
+        scored = merge_scored(shards)
+        hidden = final_hidden_at_responses(self.model, scored.rollout, self.settings.micro_batch_size)
+        head = self.model.get_output_embeddings().weight
+        return token_stats_from_hidden(
+            hidden, head, scored.teacher, teacher_head=self.teacher_head, chunk_size=self.settings.chunk_size
+        )
+
+
+__all__ = ["Selector", "SelectorSettings", "merge_scored", "scatter_rows", "CutLines"]

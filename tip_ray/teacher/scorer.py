@@ -1,0 +1,117 @@
+"""The teacher stage: prefill prompt+response and yield the teacher signal at response positions.
+
+The signal for the token at position t comes from the teacher's distribution at t - 1.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from tip_ray.records import RolloutBatch, ScoredBatch
+from tip_ray.tip.signal import FullLogProbs, TeacherHidden, TeacherSignal, topk_from_logprobs
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    model_path: str
+    form: str  # "hidden" | "full" | "topk"
+    k: int = 64
+    micro_batch_size: int = 16
+    chunk_size: int = 512
+    dtype: str = "float32"
+    num_threads: int | None = None
+    name: str = "teacher-0"
+
+
+def predicting_positions(response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, t-1) of every response token, row-major: where its predicting hidden state sits."""
+    rows, cols = response_mask.nonzero(as_tuple=True)
+    return rows, cols - 1
+
+
+@torch.no_grad()
+def final_hidden_at_responses(model, rollout: RolloutBatch, micro_batch_size: int) -> torch.Tensor:
+    """[N, d] final hidden states (LM-head inputs) predicting each response token."""
+    pieces = []
+    total = rollout.input_ids.shape[0]
+    for start in range(0, total, micro_batch_size):
+        stop = min(start + micro_batch_size, total)
+        mask = rollout.response_mask[start:stop]
+        if not mask.any():
+            continue
+        width = int(rollout.attention_mask[start:stop].sum(1).max())
+        out = model.model(
+            input_ids=rollout.input_ids[start:stop, :width],
+            attention_mask=rollout.attention_mask[start:stop, :width],
+        )
+        rows, cols = predicting_positions(mask[:, :width])
+        pieces.append(out.last_hidden_state[rows, cols].float())
+    if not pieces:
+        return torch.zeros((0, model.config.hidden_size), dtype=torch.float32)
+    return torch.cat(pieces)
+
+
+@torch.no_grad()
+def chunked_logprobs(hidden: torch.Tensor, head: torch.Tensor, chunk_size: int):
+    """Yield (start, log_softmax(hidden_chunk @ head.T)) in fp32, chunk by chunk."""
+    for start in range(0, hidden.shape[0], chunk_size):
+        chunk = hidden[start : start + chunk_size].float() @ head.float().T
+        yield start, chunk.log_softmax(-1)
+
+
+@torch.no_grad()
+def sampled_token_logprobs(hidden, head, tokens, chunk_size) -> torch.Tensor:
+    out = torch.empty(hidden.shape[0], dtype=torch.float32)
+    for start, lp in chunked_logprobs(hidden, head, chunk_size):
+        out[start : start + lp.shape[0]] = lp.gather(1, tokens[start : start + lp.shape[0], None]).squeeze(1)
+    return out
+
+
+def build_signal(hidden: torch.Tensor, head: torch.Tensor, form: str, k: int, chunk_size: int) -> TeacherSignal:
+    if form == "hidden":
+        return TeacherHidden(hidden=hidden)
+    if form == "full":
+        parts = [lp for _, lp in chunked_logprobs(hidden, head, chunk_size)]
+        full = torch.cat(parts) if parts else torch.zeros((0, head.shape[0]))
+        return FullLogProbs(logprobs=full)
+    if form == "topk":
+        parts = [topk_from_logprobs(lp, k) for _, lp in chunked_logprobs(hidden, head, chunk_size)]
+        if not parts:
+            return topk_from_logprobs(torch.zeros((0, head.shape[0])), k)
+        return type(parts[0])(
+            indices=torch.cat([p.indices for p in parts]),
+            logprobs=torch.cat([p.logprobs for p in parts]),
+            tail_logprob=torch.cat([p.tail_logprob for p in parts]),
+        )
+    raise ValueError(f"teacher.signal.type {form!r}: expected hidden, full or topk")
+
+
+class TeacherScorer:
+    def __init__(self, settings: ScorerSettings):
+        if settings.num_threads:
+            torch.set_num_threads(settings.num_threads)
+        from tip_ray.models.loading import load_causal_lm
+
+        self.settings = settings
+        self.model = load_causal_lm(settings.model_path, dtype=settings.dtype).eval()
+        self.head = self.model.get_output_embeddings().weight.detach()
+
+    def ready(self) -> str:
+        return self.settings.name
+
+    def score(self, rollout: RolloutBatch) -> ScoredBatch:
+        start = time.perf_counter()
+        s = self.settings
+        hidden = final_hidden_at_responses(self.model, rollout, s.micro_batch_size)
+        tokens = rollout.input_ids[rollout.response_mask]
+        sampled = sampled_token_logprobs(hidden, self.head, tokens, s.chunk_size)
+        signal = build_signal(hidden, self.head, s.form, s.k, s.chunk_size)
+        return ScoredBatch(
+            rollout=rollout,
+            teacher=signal,
+            teacher_sampled_logprobs=sampled,
+            seconds=time.perf_counter() - start,
+        )
