@@ -339,6 +339,19 @@ def _missing_pools(pipeline: dict, manifest_paths: set[Path]) -> set[str]:
     return _asked_pools(pipeline) - advertised
 
 
+def _as_pipeline(doc) -> dict | None:
+    """The document as {"cluster": {...}} when it pairs a cluster section with a manifest: a
+    pipeline (`cluster.manifest`) or a cluster piece under configs/clusters/ (top-level `manifest`)."""
+    if not isinstance(doc, dict):
+        return None
+    cluster = doc.get("cluster")
+    if isinstance(cluster, dict) and cluster.get("manifest"):
+        return doc
+    if doc.get("manifest") and "pools" in doc:
+        return {"cluster": doc}
+    return None
+
+
 def _paired_pipelines() -> list:
     found = []
     for folder in ("pipelines", "configs"):
@@ -347,8 +360,7 @@ def _paired_pipelines() -> list:
                 doc = _load_pipeline(path)
             except Exception:  # an unreadable pipeline is the config tests' finding, not this one's
                 continue
-            cluster = doc.get("cluster") if isinstance(doc, dict) else None
-            if isinstance(cluster, dict) and cluster.get("manifest"):
+            if _as_pipeline(doc) is not None:
                 found.append(pytest.param(path, id=str(path.relative_to(REPO))))
     return found or [pytest.param(None, id="no-paired-pipeline")]
 
@@ -356,8 +368,8 @@ def _paired_pipelines() -> list:
 @pytest.mark.parametrize("path", _paired_pipelines())
 def test_paired_pipeline_pools_exist_in_its_manifest(path):
     if path is None:
-        pytest.skip("no YAML under pipelines/ or configs/ sets cluster.manifest yet")
-    pipeline = _load_pipeline(path)
+        pytest.skip("no YAML under pipelines/ or configs/ sets a cluster manifest yet")
+    pipeline = _as_pipeline(_load_pipeline(path))
     manifest = REPO / pipeline["cluster"]["manifest"]
     assert manifest.is_file(), f"{path}: cluster.manifest {manifest} does not exist"
     assert _ray_docs(manifest), f"{path}: cluster.manifest {manifest} holds no RayCluster or RayJob"
