@@ -32,6 +32,7 @@ class RunSummary:
     peak_learner_mib: float
     wall_seconds: float
     evals: tuple[tuple[int, float], ...]  # (step, accuracy)
+    final_model: Path | None  # Hugging Face folder of the trained student
 
 
 def make_prompt_batch(sampler: PromptSampler, batch_id: int, size: int) -> PromptBatch:
@@ -161,6 +162,11 @@ def _loop(prepared: PreparedRun, actors, on_step) -> RunSummary:
     finally:
         progress.close()
         metrics.close()
+    final_model = None
+    if weights.refs is not None:
+        from tip_ray.learner.export import export_hf
+
+        final_model = export_hf(ray.get(weights.refs[0]), prepared.student_path, prepared.run_dir / "final_model")
     return RunSummary(
         run_dir=prepared.run_dir,
         steps=total_steps,
@@ -170,4 +176,5 @@ def _loop(prepared: PreparedRun, actors, on_step) -> RunSummary:
         peak_learner_mib=peak,
         wall_seconds=time.perf_counter() - start_wall,
         evals=(),
+        final_model=final_model,
     )

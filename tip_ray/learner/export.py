@@ -1,0 +1,32 @@
+"""Write gathered student weights as a Hugging Face folder (loadable by from_pretrained and vLLM)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+
+def export_hf(state_dict: Mapping[str, torch.Tensor], base_model_path: str, out_dir: str | Path) -> Path:
+    """Save `state_dict` with the config and tokenizer of `base_model_path`, atomically: the
+    folder appears under its final name only once complete."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from tip_ray.rollout.hf import load_full_state_dict
+
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    config = AutoConfig.from_pretrained(base_model_path)
+    model = AutoModelForCausalLM.from_config(config)
+    load_full_state_dict(model, state_dict)
+    model.save_pretrained(tmp, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base_model_path).save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

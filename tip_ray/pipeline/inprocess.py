@@ -1,0 +1,70 @@
+"""The same stages called one after another in this process, without Ray.
+
+A reference for the Ray pipeline: the overhead benchmark compares the two, and tests use it to
+check that orchestration changes nothing in the numbers. One learner rank (world size 1).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from tip_ray.learner.rank import LearnerRank
+from tip_ray.pipeline.placement import plan_placement
+from tip_ray.pipeline.prepare import PreparedRun
+from tip_ray.pipeline.run import make_prompt_batch
+from tip_ray.pipeline.stages import learner_settings, rollout_settings, scorer_settings, selector_settings
+from tip_ray.data.prompts import PromptSampler
+from tip_ray.rollout.worker import RolloutWorker
+from tip_ray.select.selector import Selector
+from tip_ray.teacher.scorer import TeacherScorer
+from tip_ray.weights import WeightVersion
+
+
+@dataclass(frozen=True)
+class InProcessStep:
+    step: int
+    loss: float
+    grad_norm: float
+    num_selected: int
+    num_response_tokens: int
+    seconds: float
+
+
+class InProcessLoop:
+    def __init__(self, prepared: PreparedRun):
+        import dataclasses
+
+        self.prepared = prepared
+        plans = plan_placement(prepared.config)
+        self.rollout = RolloutWorker(rollout_settings(prepared, plans["rollout"], 0))
+        self.scorer = TeacherScorer(scorer_settings(prepared, plans["teacher"], 0))
+        self.selector = Selector(selector_settings(prepared, plans["selector"], 0))
+        settings = dataclasses.replace(learner_settings(prepared, plans["learner"]), world_size=1)
+        self.learner = LearnerRank(0, settings)
+        host, port = self.learner.rendezvous_address()
+        self.learner.setup(host, port)
+        config = prepared.config
+        self.sampler = PromptSampler(prepared.prompts, seed=config.train.seed, shuffle=config.data.shuffle)
+        self.weights = WeightVersion(version=0)
+
+    def step(self, step: int) -> InProcessStep:
+        start = time.perf_counter()
+        config = self.prepared.config
+        batch = make_prompt_batch(self.sampler, step, config.rollout.prompts_per_step)
+        rollout = self.rollout.generate(batch, self.weights)
+        scored = self.scorer.score(rollout)
+        selected, summary = self.selector.select(self.weights, scored)
+        result = self.learner.train_step(selected)
+        self.weights = WeightVersion(version=step + 1, refs=(self.learner.full_state_dict(),))
+        return InProcessStep(
+            step=step,
+            loss=result.loss,
+            grad_norm=result.grad_norm,
+            num_selected=summary.num_selected,
+            num_response_tokens=summary.num_response_tokens,
+            seconds=time.perf_counter() - start,
+        )
+
+    def close(self) -> None:
+        self.learner.shutdown()
