@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import yaml
@@ -26,9 +28,17 @@ def weights_of(path):
 def test_run_completes_and_trains(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.pipeline.run import run_pipeline
 
-    config = load(tmp_path, tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run",
-                                             learner={"num_ranks": 2}))
+    config = load(tmp_path, tiny_pipeline_doc(
+        tiny_pair, demo_prompts, tmp_path / "run", learner={"num_ranks": 2},
+        eval={"at_start": True, "every_steps": 2, "benchmark": "demo", "num_problems": 6,
+              "samples_per_problem": 2, "temperature": 1.0, "max_new_tokens": 8},
+    ))
     summary = run_pipeline(config)
+    # Evaluated before training, after step 2, and at the end (step 3).
+    assert [step for step, _ in summary.evals] == [0, 2, 3]
+    assert all(0.0 <= acc <= 1.0 for _, acc in summary.evals)
+    eval_rows = [json.loads(l) for l in (tmp_path / "run" / "evals.jsonl").read_text().splitlines()]
+    assert [r["num_problems"] for r in eval_rows] == [6, 6, 6] and "pass@2" in eval_rows[0]
     rows = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(r["policy_lag"] == 0 and r["selector_lag"] == 0 for r in rows)

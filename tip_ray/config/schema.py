@@ -400,9 +400,16 @@ class CheckpointConfig(Strict):
 class EvalConfig(Strict):
     every_steps: int = Field(default=0, ge=0, description="0 = no evaluation inside the run.")
     at_start: bool = Field(default=False, description="Evaluate before the first update.")
-    benchmark: str = Field(
-        default="demo", description="demo, math500, aime24, aime25, or a JSONL path."
+    benchmark: Literal["demo", "math500", "aime24", "aime25"] = Field(
+        default="demo", description="Which benchmark: the built-in task or a math benchmark."
     )
+    path: str | None = Field(
+        default=None, description="Local JSONL file (or folder holding it) of a math benchmark."
+    )
+    hf_dataset: str | None = Field(
+        default=None, description="Hugging Face dataset name instead of path ('default': the usual one)."
+    )
+    grade_timeout_s: float = Field(default=5.0, gt=0.0, description="Per-answer grading limit.")
     num_problems: int | None = Field(default=None, gt=0, description="Evaluate on the first N.")
     samples_per_problem: int = Field(default=1, gt=0, description="n of mean@n / pass@k.")
     temperature: float = Field(default=0.0, ge=0.0)
@@ -428,6 +435,12 @@ class PipelineConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "PipelineConfig":
+        needs_eval = self.eval.every_steps or self.eval.at_start
+        if needs_eval and self.eval.benchmark != "demo" and not (self.eval.path or self.eval.hf_dataset):
+            raise ValueError(
+                f"eval.benchmark {self.eval.benchmark!r} needs eval.path (a local JSONL file) "
+                f"or eval.hf_dataset"
+            )
         if self.loss.type in ("k1", "k3") and self.teacher.signal.type == "topk":
             # k1/k3 need the teacher log-prob of the sampled token, which top-k may not hold.
             raise ValueError(

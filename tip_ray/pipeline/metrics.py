@@ -118,6 +118,11 @@ class Progress:
         self.bar.set_postfix(post, refresh=False)
         self.bar.update(1)
 
+    def note_eval(self, accuracy: float) -> None:
+        self.last_eval = accuracy
+        if self.bar is not None:
+            self.bar.write(f"eval accuracy {accuracy:.3f}")
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -116,6 +116,14 @@ def _loop(prepared: PreparedRun, actors, on_step) -> RunSummary:
     progress = Progress(config.train.steps, 0, config.logging.progress)
     signal_form = config.teacher.signal.type
     weights = WeightVersion(version=0)
+    evaluator = None
+    evals: list[tuple[int, float]] = []
+    if config.eval.every_steps or config.eval.at_start:
+        from tip_ray.pipeline.evaluation import RunEvaluator
+
+        evaluator = RunEvaluator(config.eval, actors.rollouts[0], config.data.chat_template == "auto", config.train.seed)
+        if evaluator.due(0, config.train.steps):
+            evals.append(_evaluate(evaluator, weights, 0, prepared.run_dir, progress))
     total_steps = config.train.steps
     pending: dict[int, PromptBatch] = {}
     next_launch = 0
@@ -151,6 +159,9 @@ def _loop(prepared: PreparedRun, actors, on_step) -> RunSummary:
                 accuracy=batch_accuracy(rollouts, batch, grade),
             )
             row["prompt_rows"] = list(batch.prompt_rows)
+            if evaluator is not None and evaluator.due(step + 1, total_steps):
+                evals.append(_evaluate(evaluator, weights, step + 1, prepared.run_dir, progress))
+                row["eval_accuracy"] = evals[-1][1]
             metrics.write(row)
             progress.update(row)
             if on_step:
@@ -175,6 +186,18 @@ def _loop(prepared: PreparedRun, actors, on_step) -> RunSummary:
         response_tokens=response_tokens,
         peak_learner_mib=peak,
         wall_seconds=time.perf_counter() - start_wall,
-        evals=(),
+        evals=tuple(evals),
         final_model=final_model,
     )
+
+
+def _evaluate(evaluator, weights: WeightVersion, step: int, run_dir: Path, progress: Progress) -> tuple[int, float]:
+    import json
+
+    report = evaluator.run(weights)
+    row = {"step": step, "benchmark": evaluator.cfg.benchmark, **report.summary(),
+           "generate_s": report.generate_s, "grade_s": report.grade_s}
+    with (run_dir / "evals.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    progress.note_eval(report.mean.value)
+    return step, report.mean.value

@@ -90,14 +90,17 @@ class RolloutWorker:
             worker=self.settings.name,
         )
 
-    def generate_texts(self, prompt_ids: list[list[int]], temperature: float, max_new_tokens: int,
-                       n: int, seed: int, weights: WeightVersion) -> list[list[str]]:
-        """For evaluation: n decoded responses per prompt."""
+    def complete(self, prompts: list[str], *, n: int, temperature: float, max_new_tokens: int,
+                 seed: int, weights: WeightVersion, use_chat_template: bool = True) -> list[list[str]]:
+        """For evaluation: n decoded responses per text prompt, with the given weights."""
+        from tip_ray.data.prompts import encode_prompt
+
         self.weights.ensure(weights)
+        ids = [encode_prompt(self.tokenizer, text, use_chat_template) for text in prompts]
         request = SamplingRequest(temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, n=n, seed=seed)
-        samples = self.backend.generate(prompt_ids, request)
+        samples = self.backend.generate(ids, request)
         texts = self.tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
-        grouped: list[list[str]] = [[] for _ in prompt_ids]
+        grouped: list[list[str]] = [[] for _ in prompts]
         for sample, text in zip(samples, texts):
             grouped[sample.prompt_index].append(text)
         return grouped
