@@ -44,6 +44,7 @@ class LearnerSettings:
     backend: str = "gloo"
     seed: int = 0
     num_threads: int | None = None
+    vocab_size: int | None = None  # student vocabulary; a larger (padded) teacher head is cut to it
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
@@ -149,7 +150,7 @@ class LearnerRank:
         if s.teacher_head_path:
             from tip_ray.teacher.head import load_lm_head
 
-            self.teacher_head = load_lm_head(s.teacher_head_path).to(self.device)
+            self.teacher_head = load_lm_head(s.teacher_head_path, rows=s.vocab_size).to(self.device)
         self.step = 0
         return rank
 
