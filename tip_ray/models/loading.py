@@ -46,17 +46,30 @@ def _config_vocab(path: str) -> int:
     return int(config.get("text_config", {}).get("vocab_size"))
 
 
-def check_compatible(student_path: str, teacher_path: str) -> None:
-    """Raise ValueError unless both models share one tokenizer and one vocabulary size."""
+def check_compatible(student_path: str, teacher_path: str) -> int:
+    """The vocabulary size the two models are compared over; ValueError when they cannot be.
+
+    Both must use the same tokenizer. Their embedding matrices may differ in size only by
+    padding beyond the tokenizer (e.g. Qwen2.5-14B pads to 152064, Qwen2.5-1.5B to 151936): the
+    teacher may be larger than the student, and is then cut to the student's size.
+    """
     student_vocab, teacher_vocab = _config_vocab(student_path), _config_vocab(teacher_path)
-    if student_vocab != teacher_vocab:
+    s_tok, t_tok = load_tokenizer(student_path), load_tokenizer(teacher_path)
+    if s_tok.get_vocab() != t_tok.get_vocab() and student_vocab != teacher_vocab:
         raise ValueError(
             f"vocabulary sizes differ: student {student_vocab} ({student_path}) vs teacher "
-            f"{teacher_vocab} ({teacher_path}); distillation needs one shared vocabulary"
+            f"{teacher_vocab} ({teacher_path}), and so do their tokenizers; distillation needs "
+            f"one shared tokenizer and vocabulary"
         )
-    s_tok, t_tok = load_tokenizer(student_path), load_tokenizer(teacher_path)
     if s_tok.get_vocab() != t_tok.get_vocab():
         raise ValueError(
             f"tokenizers differ: student {student_path} ({len(s_tok)} tokens) vs teacher "
             f"{teacher_path} ({len(t_tok)} tokens); use models with the same tokenizer"
         )
+    if student_vocab != teacher_vocab and not (len(s_tok) <= student_vocab < teacher_vocab):
+        raise ValueError(
+            f"vocabulary sizes differ: student {student_vocab} ({student_path}) vs teacher "
+            f"{teacher_vocab} ({teacher_path}); distillation needs one shared vocabulary (a teacher "
+            f"padded beyond the shared tokenizer's {len(s_tok)} tokens is allowed)"
+        )
+    return student_vocab

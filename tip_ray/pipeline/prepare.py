@@ -24,6 +24,7 @@ class PreparedRun:
     run_dir: Path
     pad_token_id: int
     eos_token_id: int
+    vocab_size: int  # the student's; the distributions compared have this many entries
 
 
 def resolve_model_path(source: Any, where: str) -> str:
@@ -67,7 +68,7 @@ def prepare_run(config: PipelineConfig, run_dir: str | None = None, write: bool 
         else student
     )
     try:
-        check_compatible(student, teacher)
+        vocab_size = check_compatible(student, teacher)
     except ValueError as exc:
         raise ConfigError(f"models: {exc}") from None
     tokenizer = load_tokenizer(tokenizer_path)
@@ -90,4 +91,5 @@ def prepare_run(config: PipelineConfig, run_dir: str | None = None, write: bool 
         run_dir=folder,
         pad_token_id=int(tokenizer.pad_token_id),
         eos_token_id=int(tokenizer.eos_token_id),
+        vocab_size=vocab_size,
     )

@@ -48,6 +48,7 @@ def scorer_settings(prepared: PreparedRun, plan: RolePlacement, index: int) -> S
         dtype=compute_dtype(prepared, plan.num_gpus > 0),
         num_threads=plan.num_threads,
         name=f"teacher-{index}",
+        vocab_size=prepared.vocab_size,
     )
 
 
@@ -83,6 +84,7 @@ def selector_settings(prepared: PreparedRun, plan: RolePlacement, index: int) ->
         dtype="float32",
         num_threads=plan.num_threads,
         name=f"selector-{index}",
+        vocab_size=prepared.vocab_size,
     )
 
 
@@ -112,4 +114,5 @@ def learner_settings(prepared: PreparedRun, plan: RolePlacement) -> LearnerSetti
         backend=backend,
         seed=c.train.seed,
         num_threads=plan.num_threads,
+        vocab_size=prepared.vocab_size,
     )

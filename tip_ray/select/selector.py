@@ -45,6 +45,7 @@ class SelectorSettings:
     dtype: str = "float32"
     num_threads: int | None = None
     name: str = "selector-0"
+    vocab_size: int | None = None  # student vocabulary; a padded teacher head is cut to it
 
 
 def merge_scored(shards: Sequence[ScoredBatch]) -> ScoredBatch:
@@ -122,7 +123,7 @@ class Selector:
         self.model = load_causal_lm(settings.student_path, dtype=settings.dtype).eval()
         self.weights = VersionedWeights(lambda sd: load_full_state_dict(self.model, sd))
         self.teacher_head = (
-            load_lm_head(settings.teacher_head_path) if settings.teacher_head_path else None
+            load_lm_head(settings.teacher_head_path, rows=settings.vocab_size) if settings.teacher_head_path else None
         )
         self.calls = 0
 

@@ -11,8 +11,10 @@ HEAD_KEYS = ("lm_head.weight",)
 EMBED_KEYS = ("model.embed_tokens.weight", "embed_tokens.weight", "transformer.wte.weight")
 
 
-def load_lm_head(model_path: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """[V, d] output projection; the input embedding when the model ties them."""
+def load_lm_head(model_path: str, dtype: torch.dtype = torch.float32, rows: int | None = None) -> torch.Tensor:
+    """[V, d] output projection; the input embedding when the model ties them. `rows` keeps the
+    first rows only: a teacher whose vocabulary is padded beyond the shared tokenizer is cut to
+    the student's size (the padding rows are ids no tokenizer emits)."""
     from safetensors import safe_open
 
     folder = Path(model_path)
@@ -26,5 +28,6 @@ def load_lm_head(model_path: str, dtype: torch.dtype = torch.float32) -> torch.T
         for file in files:
             with safe_open(str(file), framework="pt") as handle:
                 if key in handle.keys():
-                    return handle.get_tensor(key).to(dtype)
+                    head = handle.get_tensor(key).to(dtype)
+                    return head[:rows] if rows is not None else head
     raise KeyError(f"{folder}: none of {wanted} found in the safetensors files")

@@ -24,6 +24,7 @@ class ScorerSettings:
     dtype: str = "float32"
     num_threads: int | None = None
     name: str = "teacher-0"
+    vocab_size: int | None = None  # student vocabulary; a padded teacher head is cut to it
 
 
 def predicting_positions(response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +98,8 @@ class TeacherScorer:
 
         self.settings = settings
         self.model = load_causal_lm(settings.model_path, dtype=settings.dtype).eval()
-        self.head = self.model.get_output_embeddings().weight.detach()
+        head = self.model.get_output_embeddings().weight.detach()
+        self.head = head[: settings.vocab_size] if settings.vocab_size else head
 
     def ready(self) -> str:
         return self.settings.name
