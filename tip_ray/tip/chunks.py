@@ -3,7 +3,7 @@
 Two levels keep memory bounded: a *chunk* of positions (``chunk_size`` rows, default 512) is
 projected through the LM head(s) at once, because a large matrix product is efficient; inside
 a chunk the element-wise work (softmax, divergences, their gradients) runs on small *blocks*
-of rows, so that its temporaries stay a few MiB whatever the vocabulary size.
+of rows, so that its temporaries stay a few tens of MiB whatever the vocabulary size.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from torch import Tensor
 
 from .signal import TeacherSignal, TopKLogProbs, index_signal, num_rows, signal_form
 
-BLOCK_ELEMENTS = 1 << 20
-"""Element-wise work is done on blocks of about this many [rows x V] entries (4 MiB in float32)."""
+BLOCK_ELEMENTS = 1 << 22
+"""Element-wise work is done on blocks of about this many [rows x V] entries (16 MiB in float32):
+small enough to bound the temporaries, large enough that per-operation overhead (thread start-up
+of each parallel kernel) stays small next to the work."""
 
 
 def check_chunk_size(chunk_size: int) -> None:

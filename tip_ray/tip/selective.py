@@ -8,7 +8,8 @@ per chunk it holds the student scores [c, V] and, for a hidden teacher signal, t
 scores [c, V]; the element-wise softmax / divergence / gradient work runs on small row blocks
 and writes d(loss)/d(logits) over the student scores in place. What survives a chunk is only
 d(loss)/d(hidden) [c, d] and the running d(loss)/d(W) [V, d]; backward just multiplies them by
-the incoming gradient, so nothing is recomputed and the autograd graph saves no [*, V] tensor.
+the incoming gradient, so nothing is recomputed and the autograd graph keeps no [*, V] tensor.
+One backward pass per forward (no retain_graph through this loss).
 The math runs in float32 (float64 for float64 inputs); gradients come back in the input dtypes.
 
 For k1/k3 the returned value is the estimate sum(w * k) / count of KL(P_S || P_T) and its
@@ -36,6 +37,7 @@ from .chunks import (
 )
 from .losses import (
     DIVERGENCES,
+    LOG_FLOOR,
     SAMPLED_ESTIMATORS,
     check_beta,
     check_loss_name,
@@ -89,6 +91,34 @@ def _block_value_and_grad(
     return values.detach(), grad
 
 
+def _kl_block_in_place(scores: Tensor, teacher_scores: Tensor, scale: Tensor, spec: _LossSpec, floor_teacher: bool) -> Tensor:
+    """Reverse or forward KL for one block of exact rows; its scaled gradient overwrites ``scores``.
+
+    The common case, done analytically with few passes over [r, V]:
+    reverse KL L = sum p (log p - log q) has dL/dz = p * (log p - log q - L);
+    forward KL L = sum q (log q - log p) has dL/dz = p - q. Student scores are finite (a matrix
+    product), so only teacher log-probs from a full signal need the LOG_FLOOR clamp.
+    Returns the per-row values [r].
+    """
+    log_p = torch.log_softmax(scores, dim=-1)
+    log_q = torch.log_softmax(teacher_scores.detach().to(spec.dtype), dim=-1)
+    if floor_teacher:
+        log_q.clamp_(min=LOG_FLOOR)
+    if spec.kind == "reverse_kl" or (spec.kind == "jsd" and spec.beta == 1.0):
+        diff = torch.sub(log_p, log_q, out=log_q)
+        p = log_p.exp_()
+        values = (p * diff).sum(dim=-1)
+        diff.sub_(values.unsqueeze(1))
+        torch.mul(diff, p.mul_(scale.unsqueeze(1)), out=scores)
+    else:  # forward KL
+        q = torch.exp(log_q)
+        diff = torch.sub(log_q, log_p, out=log_q)
+        values = (q * diff).sum(dim=-1)
+        torch.sub(log_p.exp_(), q, out=scores)
+        scores.mul_(scale.unsqueeze(1))
+    return values
+
+
 class _SelectiveHeadLoss(torch.autograd.Function):
     """loss(hidden_rows [N, d], head [V, d]); gradients computed in forward, scaled in backward."""
 
@@ -103,33 +133,49 @@ class _SelectiveHeadLoss(torch.autograd.Function):
         grad_head = torch.zeros(head.shape, dtype=dtype, device=head.device) if want_head else None
         total = torch.zeros((), dtype=dtype, device=rows.device)
         step = block_rows(vocab)
+        analytic = not isinstance(spec.teacher, TopKLogProbs) and (
+            spec.kind in ("reverse_kl", "forward_kl") or (spec.kind == "jsd" and spec.beta in (0.0, 1.0))
+        )
+        floor_teacher = signal_form(spec.teacher) == "full"
         for start, end in row_ranges(n, spec.chunk_size):
             rows_c = rows[start:end].detach().to(dtype)
             scores = rows_c @ head_c.T  # [c, V], overwritten block by block with d(loss)/d(scores)
             part = teacher_chunk(spec.teacher, start, end, teacher_head, dtype)
             for lo, hi in row_ranges(end - start, step):
                 scale = spec.scale[start + lo : start + hi]
-                sampled = None if spec.sampled_tokens is None else spec.sampled_tokens[start + lo : start + hi]
-                values, grad = _block_value_and_grad(scores[lo:hi], teacher_block(part, lo, hi), spec, scale, sampled)
+                if analytic:
+                    values = _kl_block_in_place(scores[lo:hi], part[lo:hi], scale, spec, floor_teacher)
+                else:
+                    sampled = None if spec.sampled_tokens is None else spec.sampled_tokens[start + lo : start + hi]
+                    values, grad = _block_value_and_grad(scores[lo:hi], teacher_block(part, lo, hi), spec, scale, sampled)
+                    scores[lo:hi] = grad
                 total += (values * scale).sum()
-                scores[lo:hi] = grad
             if want_rows:
                 torch.mm(scores, head_c, out=grad_rows[start:end])
             if want_head:
                 grad_head.addmm_(scores.T, rows_c)
             del scores, part
-        ctx.save_for_backward(grad_rows, grad_head)
+        # Kept on ctx rather than saved as inputs/outputs: backward scales them in place and hands
+        # them over, so autograd can adopt them as .grad without another [V, d] copy.
+        ctx.grads = (grad_rows, grad_head)
         ctx.input_dtypes = (rows.dtype, head.dtype)
         return total
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        grad_rows, grad_head = ctx.saved_tensors
+        if ctx.grads is None:
+            raise RuntimeError(
+                "selective_distill_loss supports one backward pass per forward (its gradients are "
+                "computed in forward and handed over); do not use retain_graph=True through it"
+            )
+        (grad_rows, grad_head), ctx.grads = ctx.grads, None
         rows_dtype, head_dtype = ctx.input_dtypes
-        scale = grad_output.to(grad_rows.dtype if grad_rows is not None else grad_head.dtype)
-        out_rows = None if grad_rows is None else (grad_rows * scale).to(rows_dtype)
-        out_head = None if grad_head is None else (grad_head * scale).to(head_dtype)
-        return out_rows, out_head, None
+        out = []
+        for grad, dtype in ((grad_rows, rows_dtype), (grad_head, head_dtype)):
+            if grad is not None:
+                grad = grad.mul_(grad_output.to(grad.dtype)).to(dtype)
+            out.append(grad)
+        return out[0], out[1], None
 
 
 def flat_positions(positions: Tensor, batch: int, time: int) -> Tensor:
