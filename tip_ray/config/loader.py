@@ -56,13 +56,19 @@ def _resolve_include(ref: Any, including_file: Path, key_path: str) -> Path:
 
 
 def deep_merge(base: dict, override: dict) -> dict:
+    """`override` on top of `base`. A mapping that names another strategy (`type`) than the one
+    it overrides replaces it whole: the old strategy's keys would not belong to the new one."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not _switches_type(merged[key], value):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
+
+
+def _switches_type(base: dict, override: dict) -> bool:
+    return "type" in override and "type" in base and override["type"] != base["type"]
 
 
 def _expand(node: Any, file: Path, key_path: str, depth: int, chain: tuple[Path, ...]) -> Any:
@@ -185,20 +191,24 @@ def load_pipeline(path: str | Path, overrides: dict | None = None) -> PipelineCo
         raise ConfigError(format_validation_error(file, exc)) from None
 
 
+def dotted(key: str, value: Any) -> dict:
+    """`a.b.c`, value into {"a": {"b": {"c": value}}}."""
+    node: Any = value
+    for part in reversed(key.strip().split(".")):
+        node = {part: node}
+    return node
+
+
 def parse_override(text: str) -> dict:
     """`a.b.c=value` (value parsed as YAML) into a nested mapping, for `--set` on the CLI."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. train.steps=10")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw)
-    node: dict = {}
-    out = node
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
-    return out
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc})") from None
+    return dotted(key, value)
 
 
 def resolved_config_yaml(config: PipelineConfig) -> str:

@@ -1,0 +1,79 @@
+"""Sweeps: the spec validates every variant up front, runs share one Ray session, and the report
+aggregates over seeds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import tiny_pipeline_doc
+from tip_ray.config import ConfigError
+from tip_ray.sweep.report import mean_std, table, group
+from tip_ray.sweep.runner import RunRecord
+from tip_ray.sweep.spec import load_sweep
+
+
+def write_sweep(tmp_path, base_doc, runs, seeds=(0,)):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base_doc))
+    sweep = {"sweep": {"base": "base.yaml", "seeds": list(seeds), "runs": runs,
+                       "report_dir": str(tmp_path / "report"), "runs_dir": str(tmp_path / "runs"), "set": {"train.steps": 2}}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    return tmp_path / "sweep.yaml"
+
+
+def test_a_bad_variant_fails_before_anything_runs(tiny_pair, demo_prompts, tmp_path):
+    base = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run")
+    path = write_sweep(tmp_path, base, [{"label": "a", "rule": {"type": "soft_or", "ratio": 2.0}}])
+    with pytest.raises(ConfigError, match="ratio must be in"):
+        load_sweep(path)
+    path = write_sweep(tmp_path, base, [{"label": "a", "rule": {"type": "all"}}, {"label": "a", "rule": {"type": "all"}}])
+    with pytest.raises(ConfigError, match="repeated: a"):
+        load_sweep(path)
+
+
+def test_variant_replaces_the_base_rule(tiny_pair, demo_prompts, tmp_path):
+    base = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run")  # soft_or 50%
+    loaded = load_sweep(write_sweep(tmp_path, base, [{"label": "q3", "rule": {"type": "q3_only", "ratio": 0.1}}], seeds=(4,)))
+    config = loaded.run_config(loaded.spec.runs[0], 4)
+    assert config.selection.rule.type == "q3_only" and config.selection.rule.ratio == 0.1
+    assert config.train.seed == 4 and config.train.steps == 2
+
+
+def record(label, seed, before, after, tokens):
+    return RunRecord(label=label, rule=label, ratio=0.5, seed=seed, initial_accuracy=before, final_accuracy=after,
+                     tokens_trained=tokens, response_tokens=2 * tokens, peak_learner_mib=100.0, wall_seconds=10.0,
+                     quadrant_shares={"q1": 0.4, "q2": 0.1, "q3": 0.1, "q4": 0.4}, curve=[(0, before), (tokens, after)])
+
+
+def test_table_is_mean_and_std_over_seeds():
+    records = [record("a", 0, 0.2, 0.5, 100), record("a", 1, 0.2, 0.7, 300), record("b", 0, 0.2, 0.3, 50)]
+    lines = table(group(records, ["a", "b"]))
+    m, sd = mean_std([0.5, 0.7])
+    assert f"| a | 2 | 0.200 | {m:.3f} ± {sd:.3f} | 200 |" in lines[2]
+    assert lines[3].startswith("| b | 1 |") and "0.300 ± 0.000" in lines[3]
+
+
+@pytest.mark.slow
+def test_sweep_runs_and_writes_its_report(ray_local, tiny_pair, demo_prompts, tmp_path):
+    from tip_ray.sweep.report import write_report
+    from tip_ray.sweep.runner import read_results, run_sweep
+
+    base = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run",
+                             eval={"at_start": True, "every_steps": 2, "benchmark": "demo", "num_problems": 4,
+                                   "max_new_tokens": 8})
+    runs = [{"label": "all", "rule": {"type": "all"}}, {"label": "soft_or-50", "rule": {"type": "soft_or", "ratio": 0.5}}]
+    loaded = load_sweep(write_sweep(tmp_path, base, runs))
+    records = run_sweep(loaded, log=lambda *_: None)
+    assert [(r.label, r.seed) for r in records] == [("all", 0), ("soft_or-50", 0)]
+    by = {r.label: r for r in records}
+    assert by["all"].tokens_trained == by["all"].response_tokens
+    assert by["soft_or-50"].tokens_trained <= by["soft_or-50"].response_tokens / 2
+    assert all(r.initial_accuracy is not None and r.final_accuracy is not None for r in records)
+    # A second call finds both runs done and redoes nothing.
+    assert read_results(loaded.report_dir / "results.jsonl") == run_sweep(loaded, log=lambda *_: None)
+    out = write_report(records, ["all", "soft_or-50"], loaded.report_dir, command="tip-ray sweep x", token_map=None)
+    text = out.read_text()
+    assert "| all | 1 |" in text and "| soft_or-50 | 1 |" in text
+    assert (loaded.report_dir / "accuracy_vs_tokens.png").stat().st_size > 1000

@@ -1,0 +1,39 @@
+"""`tip-ray sweep SWEEP.yaml`: the same distillation under several selection rules, ratios and
+seeds, then a report (Markdown + PNG) in the sweep's report folder."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a selection-rule sweep and write its report")
+    p.add_argument("sweep", help="sweep YAML file (see pipelines/sweeps/)")
+    p.add_argument("--address", default=None, help="Ray address (default: the base pipeline's)")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs")
+    p.add_argument("--no-token-map", action="store_true", help="skip the entropy-divergence scatter")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tip_ray.sweep.report import write_report
+    from tip_ray.sweep.runner import read_results, run_sweep
+    from tip_ray.sweep.spec import load_sweep
+
+    loaded = load_sweep(args.sweep)
+    if args.report_only:
+        records = read_results(loaded.report_dir / "results.jsonl")
+    else:
+        records = run_sweep(loaded, address=args.address)
+    token_map = None
+    if not args.no_token_map:
+        from tip_ray.sweep.token_map import sample_token_map
+
+        token_map = sample_token_map(loaded.base, loaded.spec.token_stats_prompts)
+    command = "tip-ray sweep " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["sweep"] else f"tip-ray sweep {args.sweep}"
+    out = write_report(records, [r.label for r in loaded.spec.runs], loaded.report_dir,
+                       command=command, token_map=token_map)
+    print(f"report: {out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Sweeps: one base pipeline run under several selection rules, ratios and seeds, with a report."""

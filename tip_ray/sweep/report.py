@@ -1,0 +1,134 @@
+"""The sweep report: a Markdown table per variant (mean ± std over seeds) and PNG plots."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+from tip_ray.sweep.runner import QUADRANTS, RunRecord
+from tip_ray.sweep.token_map import TokenMap
+
+QUADRANT_COLOURS = {1: "tab:red", 2: "tab:orange", 3: "tab:purple", 4: "tab:gray"}
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def group(records: Sequence[RunRecord], order: Sequence[str]) -> dict[str, list[RunRecord]]:
+    by_label: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in records:
+        by_label[r.label].append(r)
+    return {label: by_label[label] for label in order if by_label.get(label)}
+
+
+def table(groups: dict[str, list[RunRecord]]) -> list[str]:
+    lines = [
+        "| variant | seeds | student accuracy before | after (mean ± std) | tokens trained | "
+        "share of sampled | peak learner MiB | wall s | Q1 | Q2 | Q3 | Q4 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, runs in groups.items():
+        before, _ = mean_std([r.initial_accuracy for r in runs])
+        after, after_sd = mean_std([r.final_accuracy for r in runs])
+        tokens, _ = mean_std([r.tokens_trained for r in runs])
+        share, _ = mean_std([r.tokens_trained / max(r.response_tokens, 1) for r in runs])
+        peak, _ = mean_std([r.peak_learner_mib for r in runs])
+        wall, _ = mean_std([r.wall_seconds for r in runs])
+        quads = [mean_std([r.quadrant_shares[f"q{q}"] for r in runs])[0] for q in QUADRANTS]
+        lines.append(
+            f"| {label} | {len(runs)} | {before:.3f} | {after:.3f} ± {after_sd:.3f} | {tokens:,.0f} | "
+            f"{share:.0%} | {peak:.0f} | {wall:.0f} | " + " | ".join(f"{q:.0%}" for q in quads) + " |"
+        )
+    return lines
+
+
+def plot_accuracy_vs_tokens(groups: dict[str, list[RunRecord]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, runs in groups.items():
+        tokens = [r.tokens_trained for r in runs]
+        accs = [r.final_accuracy for r in runs if r.final_accuracy is not None]
+        if not accs:
+            continue
+        m, sd = mean_std(accs)
+        left.errorbar(statistics.fmean(tokens), m, yerr=sd, fmt="o", capsize=3, label=label)
+        # Mean curve over seeds (evaluations happen at the same steps in every run).
+        curves = [r.curve for r in runs if r.curve]
+        if curves:
+            length = min(len(c) for c in curves)
+            xs = [statistics.fmean(c[i][0] for c in curves) for i in range(length)]
+            ys = [statistics.fmean(c[i][1] for c in curves) for i in range(length)]
+            right.plot(xs, ys, marker=".", label=label)
+    left.set(xlabel="selected tokens trained on (whole run)", ylabel="final student accuracy",
+             title="Final accuracy vs tokens (mean ± std over seeds)")
+    right.set(xlabel="selected tokens trained so far", ylabel="student accuracy (eval)",
+              title="Accuracy during training (mean over seeds)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_token_map(token_map: TokenMap, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    h, d, q = token_map.entropy.numpy(), token_map.divergence.numpy(), token_map.quadrant.numpy()
+    for label in QUADRANTS:
+        keep = q == label
+        share = keep.mean() if len(q) else 0.0
+        ax.scatter(h[keep], d[keep], s=5, alpha=0.5, color=QUADRANT_COLOURS[label], label=f"Q{label} ({share:.0%})")
+    ax.axvline(token_map.entropy_cut, color="black", lw=0.8, ls="--")
+    ax.axhline(token_map.divergence_cut, color="black", lw=0.8, ls="--")
+    ax.set(xlabel="student entropy h (normalised)", ylabel="reverse KL δ (nats)", yscale="symlog",
+           title=f"{len(h)} student tokens before training, by quadrant")
+    ax.legend(markerscale=3, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def write_report(records: Sequence[RunRecord], order: Sequence[str], report_dir: Path, *,
+                 command: str, token_map: TokenMap | None, notes: str = "") -> Path:
+    groups = group(records, order)
+    plot_accuracy_vs_tokens(groups, report_dir / "accuracy_vs_tokens.png")
+    lines = [
+        "# Sweep report",
+        "",
+        f"Produced by: `{command}`",
+        "",
+        "Student accuracy is greedy accuracy on the held-out evaluation set of the run's benchmark "
+        "(before = at step 0, after = at the last step). Tokens trained = selected tokens summed over "
+        "the run. Peak learner memory is the learner rank's peak resident set (CPU) or allocator peak "
+        "(GPU). Quadrant shares are the mean over steps of each quadrant's share of response tokens "
+        "(batch-median cut lines).",
+        "",
+        *table(groups),
+        "",
+        "![accuracy vs tokens](accuracy_vs_tokens.png)",
+        "",
+    ]
+    if token_map is not None:
+        plot_token_map(token_map, report_dir / "token_map.png")
+        lines += ["![entropy vs divergence](token_map.png)", ""]
+    if notes:
+        lines += [notes, ""]
+    out = report_dir / "README.md"
+    out.write_text("\n".join(lines))
+    return out

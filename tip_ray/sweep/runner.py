@@ -1,0 +1,106 @@
+"""Run every (variant, seed) of a sweep on one Ray session and record what each run measured.
+
+Results are appended to <report_dir>/results.jsonl as each run finishes, so an interrupted
+sweep continues where it stopped (finished runs are not redone).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tip_ray.pipeline.metrics import read_metrics
+from tip_ray.sweep.spec import LoadedSweep
+
+QUADRANTS = (1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    label: str
+    rule: str
+    ratio: float
+    seed: int
+    initial_accuracy: float | None
+    final_accuracy: float | None
+    tokens_trained: int
+    response_tokens: int
+    peak_learner_mib: float
+    wall_seconds: float
+    quadrant_shares: dict[str, float]  # mean over steps of each quadrant's share of response tokens
+    curve: list[tuple[int, float]]  # (selected tokens trained so far, eval accuracy)
+
+
+def read_results(path: Path) -> list[RunRecord]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            row["curve"] = [tuple(p) for p in row["curve"]]
+            records.append(RunRecord(**row))
+    return records
+
+
+def record_from_run(label: str, rule: str, ratio: float, seed: int, summary, run_dir: Path) -> RunRecord:
+    rows = read_metrics(run_dir)
+    evals = dict(summary.evals)
+    cumulative = {0: 0}
+    total = 0
+    for row in rows:
+        total += row["selected_tokens"]
+        cumulative[row["step"]] = total
+    shares = {
+        f"q{q}": sum(r.get(f"quadrant_share_q{q}", 0.0) for r in rows) / max(len(rows), 1) for q in QUADRANTS
+    }
+    return RunRecord(
+        label=label,
+        rule=rule,
+        ratio=ratio,
+        seed=seed,
+        initial_accuracy=evals.get(0),
+        final_accuracy=evals.get(summary.steps),
+        tokens_trained=summary.tokens_trained,
+        response_tokens=summary.response_tokens,
+        peak_learner_mib=summary.peak_learner_mib,
+        wall_seconds=summary.wall_seconds,
+        quadrant_shares=shares,
+        curve=[(cumulative.get(step, total), acc) for step, acc in sorted(evals.items())],
+    )
+
+
+def run_sweep(loaded: LoadedSweep, *, address: str | None = None, log=print) -> list[RunRecord]:
+    import ray
+
+    from tip_ray.pipeline.run import init_ray, run_pipeline
+
+    report_dir = loaded.report_dir
+    report_dir.mkdir(parents=True, exist_ok=True)
+    results_path = report_dir / "results.jsonl"
+    done = {(r.label, r.seed) for r in read_results(results_path)}
+    todo = [(run, seed) for run in loaded.spec.runs for seed in loaded.spec.seeds if (run.label, seed) not in done]
+    log(f"sweep {loaded.path.name}: {len(todo)} runs to do, {len(done)} already done")
+    started = init_ray(loaded.base, address)
+    try:
+        for index, (run, seed) in enumerate(todo, start=1):
+            config = loaded.run_config(run, seed)
+            run_dir = Path(config.logging.run_dir)
+            if (run_dir / "metrics.jsonl").exists():
+                (run_dir / "metrics.jsonl").unlink()  # an unfinished earlier attempt: start it over
+            begin = time.perf_counter()
+            summary = run_pipeline(config)
+            record = record_from_run(run.label, run.rule.type, run.rule.ratio, seed, summary, run_dir)
+            with results_path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(asdict(record)) + "\n")
+            log(
+                f"[{index}/{len(todo)}] {run.label} seed {seed}: accuracy "
+                f"{record.initial_accuracy} -> {record.final_accuracy}, {record.tokens_trained} tokens, "
+                f"{time.perf_counter() - begin:.0f} s"
+            )
+    finally:
+        if started:
+            ray.shutdown()
+    return read_results(results_path)

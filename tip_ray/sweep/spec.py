@@ -1,0 +1,102 @@
+"""The sweep file: a base pipeline, the variants to compare, the seeds, and where the report goes.
+
+    sweep:
+      base: ../demo.yaml               # relative to this file
+      seeds: [0, 1, 2]
+      set: {train.steps: 20}           # overrides for every run (dotted keys)
+      runs:
+        - {label: all, rule: {type: all}}
+        - {label: soft_or-50, rule: {type: soft_or, ratio: 0.5}}
+      report_dir: docs/sweeps/demo     # relative to the repository root
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tip_ray.config.loader import REPO_ROOT, ConfigError, deep_merge, dotted, format_validation_error, load_pipeline, load_yaml_tree
+from tip_ray.config.schema import PipelineConfig, SelectionRule
+
+
+class SweepRun(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str = Field(description="Name of the variant in the report, e.g. soft_or-50.")
+    rule: SelectionRule = Field(description="The selection rule (and its ratio) of this variant.")
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base: str = Field(description="Base pipeline YAML, relative to the sweep file.")
+    seeds: list[int] = Field(min_length=1, description="Seeds; every variant runs with each.")
+    set: dict[str, Any] = Field(default_factory=dict, description="Dotted-key overrides for all runs.")
+    runs: list[SweepRun] = Field(min_length=1, description="The variants compared.")
+    report_dir: str = Field(description="Report folder, relative to the repository root.")
+    runs_dir: str | None = Field(
+        default=None, description="Run folders (default runs/sweeps/<sweep file name>), relative to the repository root."
+    )
+    token_stats_prompts: int = Field(default=64, gt=0, description="Prompts sampled for the h-delta scatter.")
+
+    @field_validator("runs")
+    @classmethod
+    def _unique_labels(cls, runs: list[SweepRun]) -> list[SweepRun]:
+        labels = [r.label for r in runs]
+        duplicates = sorted({l for l in labels if labels.count(l) > 1})
+        if duplicates:
+            raise ValueError(f"run labels must be unique; repeated: {', '.join(duplicates)}")
+        return runs
+
+
+class LoadedSweep(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    path: Path
+    spec: SweepSpec
+    base_path: Path
+    base: PipelineConfig
+
+    @property
+    def report_dir(self) -> Path:
+        return (REPO_ROOT / self.spec.report_dir).resolve()
+
+    @property
+    def runs_dir(self) -> Path:
+        """Run folders (weights, metrics) stay out of the report folder."""
+        return (REPO_ROOT / (self.spec.runs_dir or f"runs/sweeps/{self.path.stem}")).resolve()
+
+    def overrides(self) -> dict:
+        merged: dict = {}
+        for key, value in self.spec.set.items():
+            merged = deep_merge(merged, dotted(key, value))
+        return merged
+
+    def run_config(self, run: SweepRun, seed: int) -> PipelineConfig:
+        """The pipeline of one (variant, seed), validated."""
+        override = deep_merge(self.overrides(), {
+            "name": f"{self.base.name}-{run.label}-s{seed}",
+            "selection": {"rule": run.rule.model_dump()},
+            "train": {"seed": seed},
+            "logging": {"run_dir": str(self.runs_dir / f"{run.label}-s{seed}"), "progress": False},
+        })
+        return load_pipeline(self.base_path, override)
+
+
+def load_sweep(path: str | Path) -> LoadedSweep:
+    file = Path(path).resolve()
+    tree = load_yaml_tree(file)
+    if set(tree) != {"sweep"}:
+        raise ConfigError(f"{file}: a sweep file has one top-level key, 'sweep' (got {sorted(tree)})")
+    try:
+        spec = SweepSpec.model_validate(tree["sweep"])
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(file, exc).replace("pipeline configuration", "sweep")) from None
+    base_path = (file.parent / spec.base).resolve()
+    loaded = LoadedSweep(path=file, spec=spec, base_path=base_path, base=load_pipeline(base_path))
+    # Every (variant, seed) must validate before anything runs.
+    for run in spec.runs:
+        loaded.run_config(run, spec.seeds[0])
+    return loaded

@@ -1,0 +1,46 @@
+"""Where the student's own tokens fall on the entropy-divergence plane before training: one
+batch sampled and scored by the real stages, labelled with the run's quadrant cut lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tip_ray.config.schema import PipelineConfig
+
+
+@dataclass(frozen=True)
+class TokenMap:
+    entropy: torch.Tensor  # [N] normalised student entropy
+    divergence: torch.Tensor  # [N] reverse KL
+    quadrant: torch.Tensor  # [N] 1..4
+    entropy_cut: float
+    divergence_cut: float
+
+
+def sample_token_map(config: PipelineConfig, num_prompts: int) -> TokenMap:
+    from tip_ray.data.prompts import PromptSampler
+    from tip_ray.pipeline.placement import plan_placement
+    from tip_ray.pipeline.prepare import prepare_run
+    from tip_ray.pipeline.run import make_prompt_batch
+    from tip_ray.pipeline.stages import rollout_settings, scorer_settings, selector_settings
+    from tip_ray.rollout.worker import RolloutWorker
+    from tip_ray.select.selector import Selector
+    from tip_ray.teacher.scorer import TeacherScorer
+    from tip_ray.tip import quadrant_labels, resolve_cut_lines
+    from tip_ray.weights import WeightVersion
+
+    prepared = prepare_run(config, write=False)
+    plans = plan_placement(config)
+    batch = make_prompt_batch(PromptSampler(prepared.prompts, seed=config.train.seed, shuffle=True), 0, num_prompts)
+    weights = WeightVersion(0)
+    rollout = RolloutWorker(rollout_settings(prepared, plans["rollout"], 0)).generate(batch, weights)
+    scored = TeacherScorer(scorer_settings(prepared, plans["teacher"], 0)).score(rollout)
+    stats = Selector(selector_settings(prepared, plans["selector"], 0)).statistics(weights, scored)
+    mask = torch.ones((1, stats.entropy.numel()), dtype=torch.bool)
+    h, d = stats.entropy[None], stats.reverse_kl[None]
+    cuts_cfg = config.selection.metrics_cuts
+    cuts = resolve_cut_lines(h, d, mask, cuts_cfg.entropy, cuts_cfg.divergence, mode=cuts_cfg.mode)
+    labels = quadrant_labels(h, d, mask, cuts)[0]
+    return TokenMap(stats.entropy, stats.reverse_kl, labels, float(cuts.entropy), float(cuts.divergence))
