@@ -22,9 +22,9 @@ def grader_for(cfg: EvalConfig) -> Callable[[Sequence[str], Sequence[str]], Sequ
         from tip_ray.eval.evaluate import demo_grader
 
         return demo_grader
-    from tip_ray.eval.grading import math_grader
+    from tip_ray.eval.grading import MathGrader
 
-    return math_grader(timeout_s=cfg.grade_timeout_s)
+    return MathGrader(timeout_s=cfg.grade_timeout_s)
 
 
 class RunEvaluator:
