@@ -27,3 +27,22 @@ def test_eval_of_a_missing_model_is_a_clear_error(tmp_path, capsys):
     code = main(["eval", "--model", str(tmp_path / "nothing")])
     assert code == 2
     assert "neither a model folder" in capsys.readouterr().err
+
+
+def test_eval_on_math500_from_the_shared_copy(tiny_pair, tmp_path, capsys):
+    import pytest
+
+    from tests.conftest import SHARED
+
+    data = SHARED / "data"
+    if not (data / "math500.jsonl").is_file():
+        pytest.skip(f"{data} is absent (the MATH-500 copy lives beside the repository, not in it)")
+    out = tmp_path / "report.json"
+    code = main(["eval", "--model", str(tiny_pair.student_path), "--benchmark", "math500", "--path", str(data),
+                 "--limit", "3", "--max-new-tokens", "6", "--chat-template", "never", "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["summary"]["num_problems"] == 3
+    assert [s["id"] for s in report["samples"]][0] == "test/precalculus/807.json"
+    # A random-weight character model cannot write a boxed answer: every grade is False.
+    assert report["summary"]["mean@1"] == 0.0
