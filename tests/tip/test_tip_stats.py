@@ -149,3 +149,17 @@ def test_vocabulary_mismatch_names_both_sizes():
         token_stats_from_hidden(torch.zeros(2, 5), torch.zeros(50, 4), FullLogProbs(torch.zeros(2, 50)))
     with pytest.raises(ValueError, match="chunk_size"):
         token_stats(torch.zeros(2, 50), FullLogProbs(torch.zeros(2, 50)), chunk_size=0)
+
+
+def test_masked_vocabulary_entries_give_finite_statistics():
+    """-inf logits / log-probs (a masked vocabulary entry) mean probability 0, not NaN."""
+    g = _gen(12)
+    student = torch.randn(4, 20, generator=g)
+    teacher = torch.randn(4, 20, generator=g)
+    student[:, :3] = float("-inf")
+    teacher[:, :3] = float("-inf")
+    stats = token_stats(student, FullLogProbs(torch.log_softmax(teacher, dim=-1)))
+    p, q = softmax64(student[:, 3:]), softmax64(teacher[:, 3:])
+    _close(stats.entropy, entropy64(p) / math.log(20))
+    _close(stats.reverse_kl, kl64(p, q))
+    _close(stats.forward_kl, kl64(q, p))

@@ -28,9 +28,9 @@ from .chunks import (
     teacher_chunk,
 )
 from .losses import (
+    LOG_FLOOR,
     compute_dtype,
     divergence_from_logprobs,
-    log_probs,
     student_bucket_logprobs,
     teacher_bucket_logprobs,
 )
@@ -59,31 +59,46 @@ def _require_logits(name: str, value: Tensor) -> None:
 
 
 def _block_stats(
-    student_scores: Tensor, teacher_part: Tensor | TopKLogProbs, dtype: torch.dtype
+    student_scores: Tensor, teacher_part: Tensor | TopKLogProbs, dtype: torch.dtype, floor_student: bool, floor_teacher: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(entropy, reverse KL, forward KL) of a block of rows; entropy not yet normalised."""
-    log_p = log_probs(student_scores, dtype)
-    entropy = -(log_p.exp() * log_p).sum(dim=-1)
+    """(entropy, reverse KL, forward KL) of a block of rows; entropy not yet normalised.
+
+    Scores projected from hidden states are finite, so the LOG_FLOOR clamp (for -inf log-probs)
+    is applied only to inputs that may hold -inf: given logits and full teacher log-probs.
+    """
+    log_p = torch.log_softmax(student_scores.to(dtype), dim=-1)
+    if floor_student:
+        log_p.clamp_(min=LOG_FLOOR)
+    p = log_p.exp()
+    entropy = -(p * log_p).sum(dim=-1)
     if isinstance(teacher_part, TopKLogProbs):
         log_p = student_bucket_logprobs(log_p, teacher_part.indices)
         log_q = teacher_bucket_logprobs(teacher_part.logprobs, teacher_part.tail_logprob, dtype)
-    else:
-        log_q = log_probs(teacher_part, dtype)
-    return entropy, divergence_from_logprobs(log_p, log_q, "reverse_kl"), divergence_from_logprobs(log_p, log_q, "forward_kl")
+        return entropy, divergence_from_logprobs(log_p, log_q, "reverse_kl"), divergence_from_logprobs(log_p, log_q, "forward_kl")
+    log_q = torch.log_softmax(teacher_part.to(dtype), dim=-1)
+    if floor_teacher:
+        log_q.clamp_(min=LOG_FLOOR)
+    diff = torch.sub(log_p, log_q, out=log_p)  # log p - log q
+    reverse = (p * diff).sum(dim=-1)
+    forward = -(log_q.exp_() * diff).sum(dim=-1)
+    return entropy, reverse, forward
 
 
 @torch.no_grad()
-def _stats_over_chunks(project, rows: int, vocab: int, teacher, teacher_head, dtype, chunk_size, device) -> TokenStats:
+def _stats_over_chunks(
+    project, rows: int, vocab: int, teacher, teacher_head, dtype, chunk_size, device, floor_student: bool
+) -> TokenStats:
     """Walk the positions chunk by chunk; ``project(start, end)`` gives the student scores [c, V]."""
     check_chunk_size(chunk_size)
     head = teacher_head.detach().to(dtype) if signal_form(teacher) == "hidden" else None
     out = torch.empty(3, rows, dtype=torch.float32, device=device)
     step = block_rows(vocab)
+    floor_teacher = signal_form(teacher) == "full"
     for start, end in row_ranges(rows, chunk_size):
         scores = project(start, end)
         part = teacher_chunk(teacher, start, end, head, dtype)
         for lo, hi in row_ranges(end - start, step):
-            values = _block_stats(scores[lo:hi], teacher_block(part, lo, hi), dtype)
+            values = _block_stats(scores[lo:hi], teacher_block(part, lo, hi), dtype, floor_student, floor_teacher)
             for i, value in enumerate(values):
                 out[i, start + lo : start + hi] = value.to(out.device, torch.float32)
     out[0] /= math.log(vocab)
@@ -114,6 +129,7 @@ def token_stats(
         dtype,
         chunk_size,
         student_logits.device,
+        floor_student=True,
     )
 
 
@@ -154,6 +170,7 @@ def token_stats_from_hidden(
         dtype,
         chunk_size,
         student_hidden.device,
+        floor_student=False,
     )
 
 
