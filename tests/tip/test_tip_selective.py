@@ -153,6 +153,15 @@ def test_bf16_inputs_give_bf16_grads_close_to_reference(form):
     assert _rel(gh, ref_h) < 1e-2 and _rel(gw, ref_w) < 1e-2  # bf16 output rounding only
 
 
+def test_autocast_region_does_not_lower_precision():
+    case = Case(2, 5, 4, 50, seed=8, dtype=torch.float32)
+    loss, gh, gw = _run(case, "hidden", "reverse_kl", 0.5, chunk_size=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss_ac, gh_ac, gw_ac = _run(case, "hidden", "reverse_kl", 0.5, chunk_size=4)
+    assert loss_ac.dtype == torch.float32 and gh_ac.dtype == torch.float32
+    assert loss_ac.item() == loss.item() and torch.equal(gh, gh_ac) and torch.equal(gw, gw_ac)
+
+
 def test_tied_head_gets_both_gradients():
     torch.manual_seed(0)
     v, d, b, t = 23, 6, 2, 7

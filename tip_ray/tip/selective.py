@@ -124,6 +124,12 @@ class _SelectiveHeadLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, rows: Tensor, head: Tensor, spec: _LossSpec) -> Tensor:
+        # The math picks its own precision; an enclosing autocast region must not lower it.
+        with torch.autocast(device_type=rows.device.type, enabled=False):
+            return _SelectiveHeadLoss._forward(ctx, rows, head, spec)
+
+    @staticmethod
+    def _forward(ctx, rows: Tensor, head: Tensor, spec: _LossSpec) -> Tensor:
         dtype = spec.dtype
         want_rows, want_head = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         head_c = head.detach().to(dtype)
