@@ -1,0 +1,285 @@
+"""Make the demo's teacher and student with nothing downloaded, and cache them.
+
+The teacher is trained from scratch on the arithmetic task (tip_ray.demo.task) until it is
+accurate; the student, a smaller model, gets a short supervised fine-tune on the same kind of
+generated solutions, so it starts clearly below the teacher and on-policy distillation has
+something to fix. Both share one character-level tokenizer.
+
+Cache layout (``${XDG_CACHE_HOME:-~/.cache}/tip-ray/demo-v1``):
+
+    tokenizer/  teacher/  student/  COMPLETE.json
+
+The folder is built under a temporary name and renamed into place after ``COMPLETE.json`` (the
+marker, with the recipe and the measured accuracies) is written, so a half-written cache is never
+used; a file lock keeps two processes from building it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from tip_ray.demo import task
+from tip_ray.eval.benchmarks import load_demo_benchmark
+from tip_ray.eval.evaluate import demo_grader, evaluate
+from tip_ray.eval.hf_generate import HFGenerator, SamplingSettings
+from tip_ray.models.tiny import (
+    TinyModelSpec,
+    build_char_tokenizer,
+    build_tiny_model,
+    save_model,
+    save_tokenizer,
+)
+
+CACHE_VERSION = "demo-v1"
+MARKER_FILE = "COMPLETE.json"
+# Longest demo response is 46 characters plus <eos>; a little slack lets wrong answers run on.
+MAX_NEW_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    """One supervised run on freshly generated problems (no example is seen twice, in effect)."""
+
+    steps: int
+    """Optimizer steps; the run length is fixed in steps (not time) so it is reproducible."""
+    batch_size: int = 64
+    """Problems per step."""
+    lr: float = 2e-3
+    """Peak AdamW learning rate (linear warm-up, cosine decay to 10%)."""
+    warmup_steps: int = 50
+    seed: int = 0
+    """Seed of the problem stream (the model init has its own seed)."""
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """Everything that decides the demo models; stored in the cache marker."""
+
+    teacher_spec: TinyModelSpec = TinyModelSpec(
+        hidden_size=128, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=512,
+        max_position_embeddings=128,
+    )
+    student_spec: TinyModelSpec = TinyModelSpec(
+        hidden_size=96, num_layers=2, num_heads=3, num_kv_heads=1, intermediate_size=384,
+        max_position_embeddings=128,
+    )
+    teacher_sft: SFTSettings = SFTSettings(steps=500, seed=10)
+    student_sft: SFTSettings = SFTSettings(steps=300, seed=20)
+    init_seed: int = 0
+    eval_size: int = task.EVAL_SIZE
+    """Held-out problems (task.EVAL_SEED) for the reported greedy accuracies."""
+
+
+DEFAULT_RECIPE = DemoRecipe()
+
+
+@dataclass(frozen=True)
+class DemoModels:
+    """Paths of the cached demo models and their greedy accuracy on the held-out set."""
+
+    tokenizer_path: Path
+    teacher_path: Path
+    student_path: Path
+    teacher_accuracy: float
+    student_accuracy: float
+
+
+def default_cache_dir() -> Path:
+    """``${XDG_CACHE_HOME:-~/.cache}/tip-ray/demo-v1``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "tip-ray" / CACHE_VERSION
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (affinity-aware, unlike os.cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _encode_batch(tokenizer: PreTrainedTokenizerBase, problems: list[task.ArithmeticProblem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded (input_ids, attention_mask, labels), each [batch, T] int64; labels are -100
+    on the prompt and padding so only the solution and its <eos> are learned."""
+    prompts = tokenizer([p.prompt for p in problems])["input_ids"]
+    solutions = tokenizer([p.solution for p in problems], add_special_tokens=False)["input_ids"]
+    sequences = [p + s + [tokenizer.eos_token_id] for p, s in zip(prompts, solutions)]
+    length = max(map(len, sequences))
+    input_ids = torch.full((len(sequences), length), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(sequences), length), -100, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, (prompt, sequence) in enumerate(zip(prompts, sequences)):
+        input_ids[row, :len(sequence)] = torch.tensor(sequence)
+        attention_mask[row, :len(sequence)] = 1
+        labels[row, len(prompt):len(sequence)] = torch.tensor(sequence[len(prompt):])
+    return input_ids, attention_mask, labels
+
+
+def _learning_rate(settings: SFTSettings, step: int) -> float:
+    warmup = min(1.0, (step + 1) / max(1, settings.warmup_steps))
+    progress = step / max(1, settings.steps)
+    return settings.lr * warmup * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def sft_train(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    settings: SFTSettings,
+    desc: str = "sft",
+    progress: bool = True,
+) -> float:
+    """Train ``model`` in place on generated task solutions; returns the mean loss of the last 20 steps."""
+    rng = random.Random(settings.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    model.train()
+    recent: list[float] = []
+    bar = tqdm(range(settings.steps), desc=desc, disable=not progress, unit="step")
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(settings, step)
+        batch = [task.make_problem(rng) for _ in range(settings.batch_size)]
+        input_ids, attention_mask, labels = _encode_batch(tokenizer, batch)
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        recent = (recent + [loss.item()])[-20:]
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{recent[-1]:.4f}")
+    model.eval()
+    return sum(recent) / max(1, len(recent))
+
+
+def greedy_accuracy(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eval_size: int, progress: bool = False
+) -> float:
+    """Fraction of the held-out demo problems the model answers correctly with greedy decoding."""
+    generator = HFGenerator(model, tokenizer, SamplingSettings(max_new_tokens=MAX_NEW_TOKENS), batch_size=250)
+    report = evaluate(generator, load_demo_benchmark(n=eval_size), n=1, grader=demo_grader,
+                      chunk_size=250, progress=progress)
+    return report.mean.value
+
+
+def _models_from(root: Path, marker: dict) -> DemoModels:
+    return DemoModels(
+        tokenizer_path=root / "tokenizer",
+        teacher_path=root / "teacher",
+        student_path=root / "student",
+        teacher_accuracy=float(marker["teacher_accuracy"]),
+        student_accuracy=float(marker["student_accuracy"]),
+    )
+
+
+def _recipe_record(recipe: DemoRecipe) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(recipe)))
+
+
+def build_demo_models(out_dir: Path, recipe: DemoRecipe = DEFAULT_RECIPE, progress: bool = True) -> dict:
+    """Train the tokenizer/teacher/student into ``out_dir`` (no marker); returns the marker record."""
+    tokenizer = build_char_tokenizer(task.ALPHABET, model_max_length=recipe.teacher_spec.max_position_embeddings)
+    save_tokenizer(tokenizer, out_dir / "tokenizer")
+    vocab_size = len(tokenizer)
+    timings: dict[str, float] = {}
+    accuracies: dict[str, float] = {}
+    with torch_threads(available_cpus()):
+        for role, spec, sft, init_offset in (
+            ("teacher", recipe.teacher_spec, recipe.teacher_sft, 0),
+            ("student", recipe.student_spec, recipe.student_sft, 1),
+        ):
+            start = time.perf_counter()
+            model = build_tiny_model(spec, vocab_size, seed=recipe.init_seed + init_offset)
+            sft_train(model, tokenizer, sft, desc=f"train demo {role}", progress=progress)
+            timings[f"{role}_train_s"] = time.perf_counter() - start
+            accuracies[role] = greedy_accuracy(model, tokenizer, recipe.eval_size)
+            save_model(model, tokenizer, out_dir / role)
+            if progress:
+                tqdm.write(f"demo {role}: greedy accuracy {accuracies[role]:.1%} on {recipe.eval_size} "
+                           f"held-out problems ({timings[f'{role}_train_s']:.0f} s training)")
+    return {
+        "recipe": _recipe_record(recipe),
+        "teacher_accuracy": accuracies["teacher"],
+        "student_accuracy": accuracies["student"],
+        **timings,
+        "torch": torch.__version__,
+    }
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_marker(root: Path) -> dict | None:
+    marker = root / MARKER_FILE
+    if not marker.is_file():
+        return None
+    return json.loads(marker.read_text())
+
+
+def ensure_demo_models(
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    recipe: DemoRecipe = DEFAULT_RECIPE,
+) -> DemoModels:
+    """The cached demo models, built first when the cache is missing, incomplete or from another recipe."""
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    wanted = _recipe_record(recipe)
+    marker = _read_marker(root)
+    if marker is not None and marker.get("recipe") == wanted:
+        return _models_from(root, marker)
+
+    with _exclusive_lock(root.parent / f".{root.name}.lock"):
+        marker = _read_marker(root)  # another process may have finished it meanwhile
+        if marker is not None and marker.get("recipe") == wanted:
+            return _models_from(root, marker)
+        if root.exists():
+            unexpected = sorted(p.name for p in root.iterdir() if p.name not in ("tokenizer", "teacher", "student", MARKER_FILE))
+            if unexpected:
+                raise RuntimeError(
+                    f"demo cache {root} holds files it did not write ({unexpected[:5]}); "
+                    "pass another cache_dir or remove that folder"
+                )
+        staging = root.parent / f".{root.name}.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            record = build_demo_models(staging, recipe, progress)
+            (staging / MARKER_FILE).write_text(json.dumps(record, indent=2) + "\n")
+            if root.exists():  # incomplete or built from another recipe
+                shutil.rmtree(root)
+            staging.rename(root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return _models_from(root, record)
