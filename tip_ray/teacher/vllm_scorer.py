@@ -37,7 +37,9 @@ class VLLMTeacherScorer:
     """Same role and ``score`` contract as TeacherScorer, for ``teacher.signal.type: topk``.
 
     tensor_parallel_size None means "every GPU this process holds" (one engine per teacher
-    actor, its tensor-parallel workers on the actor's GPUs).
+    actor, its tensor-parallel workers on the actor's GPUs). A teacher actor owns its GPUs, so
+    the engine may take most of their memory. Give max_model_len (longest prompt + response):
+    the default, the model's full context, can leave no room for the KV cache of one sequence.
     """
 
     def __init__(
@@ -45,7 +47,7 @@ class VLLMTeacherScorer:
         settings: ScorerSettings,
         *,
         tensor_parallel_size: int | None = None,
-        gpu_memory_utilization: float = 0.5,
+        gpu_memory_utilization: float = 0.85,
         kv_cache_space_gib: int = 1,
         enforce_eager: bool = True,
         max_model_len: int | None = None,
