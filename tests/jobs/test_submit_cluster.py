@@ -9,19 +9,27 @@ import pytest
 
 from tests.conftest import tiny_pipeline_doc
 from tests.jobs.conftest import REPO, client_env, run_cli
+from tests.jobs.ray_processes import free_port
 
 pytestmark = pytest.mark.cluster
 
 
-def wait_for_status(cluster, home, job_id: str, wanted: str, timeout_s: float = 90) -> str:
+def wait_until(condition, what: str, timeout_s: float = 120):
     deadline = time.monotonic() + timeout_s
-    while True:
-        info = cluster.get(f"/api/jobs/{job_id}").json()
-        if info["status"] == wanted or info["status"] in ("SUCCEEDED", "FAILED", "STOPPED"):
-            return info["status"]
+    while not condition():
         if time.monotonic() > deadline:
-            return info["status"]
+            raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.5)
+
+
+def job_status(cluster, job_id: str) -> str:
+    return cluster.get(f"/api/jobs/{job_id}").json()["status"]
+
+
+def alive_actors_of(cluster, job_id: str) -> list[str]:
+    ray_job_id = cluster.get(f"/api/jobs/{job_id}").json()["job_id"]
+    listing = cluster.get("/api/v0/actors", detail="true", limit="1000").json()["data"]["result"]["result"]
+    return [a["class_name"] for a in listing if a["job_id"] == ray_job_id and a["state"] == "ALIVE"]
 
 
 def test_submit_follow_runs_the_pipeline_and_logs_come_back(
@@ -61,20 +69,28 @@ def test_submit_follow_runs_the_pipeline_and_logs_come_back(
 
 
 def test_stop_stops_a_running_job(token_cluster, tiny_pair, demo_prompts, shipped_pipeline, client_home, tmp_path):
-    yaml_path = shipped_pipeline(tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run"))
+    from tip_ray.pipeline.metrics import read_metrics
+
+    run_dir = tmp_path / "run"
+    yaml_path = shipped_pipeline(tiny_pipeline_doc(tiny_pair, demo_prompts, run_dir))
     env = client_env(client_home, RAY_AUTH_TOKEN_PATH=str(token_cluster.token_file))
     submitted = run_cli(["submit", str(yaml_path), "--address", token_cluster.dashboard_url,
                          "--set", "train.steps=100000"], env)
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.job_id
-    assert wait_for_status(token_cluster, client_home, job_id, "RUNNING") == "RUNNING"
+    # Stop it in the middle of the run: every stage actor up (rollout, scorer, selector, learner).
+    wait_until(lambda: len(alive_actors_of(token_cluster, job_id)) >= 4
+               or job_status(token_cluster, job_id) not in ("PENDING", "RUNNING"), "the run's actors")
+    assert job_status(token_cluster, job_id) == "RUNNING"
 
     stopped = run_cli(["stop", job_id, "--address", token_cluster.dashboard_url, "--timeout", "60"], env)
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.strip() == f"{job_id}: STOPPED"
-    assert token_cluster.get(f"/api/jobs/{job_id}").json()["status"] == "STOPPED"
-    again = run_cli(["stop", job_id, "--address", token_cluster.dashboard_url], env)
-    assert again.returncode == 0 and "not running (STOPPED)" in again.stdout
+    assert job_status(token_cluster, job_id) == "STOPPED"
+    wait_until(lambda: not alive_actors_of(token_cluster, job_id), "the stopped run's actors to exit", 60)
+    steps = len(read_metrics(run_dir))
+    time.sleep(2)
+    assert len(read_metrics(run_dir)) == steps  # nothing trains any more
 
 
 def test_wrong_token_is_refused_with_a_clear_message(token_cluster, tmp_path, client_home):
@@ -108,3 +124,7 @@ def test_unknown_job_and_unreachable_cluster(token_cluster, client_home):
     unknown = run_cli(["logs", "no-such-job", "--address", token_cluster.dashboard_url], env)
     assert unknown.returncode == 2
     assert f"no job 'no-such-job' on the cluster at {token_cluster.dashboard_url}" in unknown.stderr
+    closed = f"http://127.0.0.1:{free_port()}"
+    unreachable = run_cli(["status", "any-job", "--address", closed], env)
+    assert unreachable.returncode == 2
+    assert f"cannot reach the Ray dashboard at {closed}" in unreachable.stderr

@@ -120,6 +120,7 @@ def handle_submit(args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"tip-ray: note: {note}", file=sys.stderr)
     client = _connect(args)
+    print(f"tip-ray: uploading {plan.working_dir} to {client.address}", file=sys.stderr)
     job_id = client.submit(
         entrypoint=plan.entrypoint,
         runtime_env=plan.runtime_env,

@@ -100,8 +100,8 @@ def _why_no_token(environ: Mapping[str, str], home: Path) -> str:
     mode = environ.get(AUTH_MODE_VAR, "").strip().lower()
     if mode == "disabled":
         return (
-            f"{AUTH_MODE_VAR}=disabled in this shell keeps the client from sending one "
-            f"(unset it or set {AUTH_MODE_VAR}=token)"
+            f"{AUTH_MODE_VAR}=disabled in this shell keeps the client from sending one; "
+            f"set {AUTH_MODE_VAR}=token"
         )
     why = f"no --token-file was given and {TOKEN_VAR} and {TOKEN_PATH_VAR} are unset"
     default = home / DEFAULT_TOKEN_FILE

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -21,6 +22,15 @@ ADDRESS_VARS = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 """Environment variables that may name the dashboard when --address is not given (Ray's order)."""
 
 _STATUS_IN_RAY_ERROR = re.compile(r"status code (\d{3})")
+
+# Ray's client modules log each packaging step and file skipped at INFO, and warn that .venv is
+# skipped (it is excluded anyway); the commands print their own one-line account instead.
+_CHATTY_RAY_LOGGERS = {
+    "ray._private.runtime_env.packaging": logging.WARNING,
+    "ray._private.runtime_env.working_dir": logging.ERROR,
+    "ray.dashboard.modules.dashboard_sdk": logging.WARNING,
+    "ray.dashboard.modules.job.sdk": logging.WARNING,
+}
 
 
 def resolve_address(address: str | None) -> str:
@@ -55,6 +65,8 @@ class JobsClient:
         from ray.job_submission import JobSubmissionClient
 
         headers = token.headers() if token is not None else None
+        for name, level in _CHATTY_RAY_LOGGERS.items():
+            logging.getLogger(name).setLevel(level)
         with self._translated():
             # The constructor already makes a request (the version check), so auth fails here.
             self._sdk = JobSubmissionClient(address, headers=headers)

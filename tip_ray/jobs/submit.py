@@ -22,19 +22,21 @@ from tip_ray.jobs.errors import JobsError
 
 DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".venv*",
-    "runs/",
+    "/runs",
     ".git",
-    "benchmarks/results",
+    "/benchmarks/results",
     "__pycache__",
     "*.pyc",
     ".pytest_cache",
     ".hypothesis",
     "*.egg-info",
-    "build/",
-    "dist/",
+    "/build",
+    "/dist",
 )
 """Left out of the upload (gitignore syntax, as Ray's runtime_env ``excludes``): virtual
-environments, run folders and results are large and belong to this machine."""
+environments, run folders and results are large and belong to this machine. A leading slash
+anchors a pattern at the shipped folder, and naming the folder itself (no trailing slash)
+keeps Ray from walking into it at all."""
 
 PROJECT_MARKERS = ("tip_ray/__init__.py", "pyproject.toml")
 """A folder holding one of these is a project root: the default folder to ship."""
