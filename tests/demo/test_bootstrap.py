@@ -1,0 +1,104 @@
+"""Demo bootstrap: training lowers the loss, the cache is complete or absent, and reused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tip_ray.demo import bootstrap, task
+from tip_ray.demo.bootstrap import DemoRecipe, SFTSettings, ensure_demo_models, sft_train
+from tip_ray.models.loading import check_compatible, load_causal_lm, load_tokenizer
+from tip_ray.models.tiny import TinyModelSpec, build_char_tokenizer, build_tiny_model
+
+SMALL = TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                      max_position_embeddings=96)
+# A recipe small enough for the default suite: it checks the plumbing, not the accuracy.
+TINY_RECIPE = DemoRecipe(
+    teacher_spec=SMALL,
+    student_spec=SMALL,
+    teacher_sft=SFTSettings(steps=3, batch_size=4, seed=1),
+    student_sft=SFTSettings(steps=2, batch_size=4, seed=2),
+    eval_size=4,
+)
+
+
+def _held_out_loss(model, tokenizer) -> float:
+    batch = bootstrap._encode_batch(tokenizer, task.make_problems(32, seed=99))
+    with torch.no_grad():
+        return model(input_ids=batch[0], attention_mask=batch[1], labels=batch[2]).loss.item()
+
+
+def test_sft_lowers_held_out_loss():
+    tokenizer = build_char_tokenizer(task.ALPHABET)
+    model = build_tiny_model(SMALL, len(tokenizer), seed=0)
+    before = _held_out_loss(model, tokenizer)
+    sft_train(model, tokenizer, SFTSettings(steps=40, batch_size=16, lr=3e-3, warmup_steps=5), progress=False)
+    after = _held_out_loss(model, tokenizer)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_labels_cover_only_the_solution_and_eos():
+    tokenizer = build_char_tokenizer(task.ALPHABET)
+    problems = task.make_problems(3, seed=0)
+    input_ids, attention_mask, labels = bootstrap._encode_batch(tokenizer, problems)
+    for row, problem in enumerate(problems):
+        learned = labels[row][labels[row] != -100].tolist()
+        assert learned[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(learned[:-1]) == problem.solution
+        length = int(attention_mask[row].sum())
+        assert input_ids[row, :length].tolist()[-len(learned):] == learned
+
+
+def test_cache_is_built_once_then_reused(tmp_path):
+    cache = tmp_path / "demo"
+    models = ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
+    marker = cache / bootstrap.MARKER_FILE
+    assert marker.is_file()
+    record = json.loads(marker.read_text())
+    assert record["teacher_accuracy"] == models.teacher_accuracy
+    assert 0.0 <= models.student_accuracy <= 1.0
+    assert check_compatible(str(models.student_path), str(models.teacher_path)) == len(load_tokenizer(str(models.tokenizer_path)))
+    load_causal_lm(str(models.teacher_path))
+    # No staging folders are left beside the cache.
+    assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
+
+    stamp = (models.teacher_path / "model.safetensors").stat().st_mtime_ns
+    again = ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
+    assert again == models
+    assert (models.teacher_path / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_incomplete_cache_is_rebuilt(tmp_path):
+    cache = tmp_path / "demo"
+    ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
+    (cache / bootstrap.MARKER_FILE).unlink()  # as if a build had stopped before its last write
+    (cache / "teacher" / "model.safetensors").unlink()
+    models = ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
+    assert (cache / bootstrap.MARKER_FILE).is_file()
+    load_causal_lm(str(models.teacher_path))
+
+
+def test_a_folder_with_foreign_files_is_never_deleted(tmp_path):
+    cache = tmp_path / "demo"
+    cache.mkdir()
+    (cache / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError, match="did not write"):
+        ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
+    assert (cache / "notes.txt").read_text() == "mine"
+
+
+def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert bootstrap.default_cache_dir() == tmp_path / "tip-ray" / bootstrap.CACHE_VERSION
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert bootstrap.default_cache_dir() == bootstrap.Path.home() / ".cache" / "tip-ray" / bootstrap.CACHE_VERSION
+
+
+@pytest.mark.slow
+def test_full_bootstrap_meets_the_demo_requirements(tmp_path):
+    """The shipped recipe: teacher >= 90%, student clearly below it (minutes of CPU)."""
+    models = ensure_demo_models(tmp_path / "demo", progress=False)
+    assert models.teacher_accuracy >= 0.9
+    assert 0.2 <= models.student_accuracy <= models.teacher_accuracy - 0.2
