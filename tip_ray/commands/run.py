@@ -1,8 +1,13 @@
-"""`tip-ray run PIPELINE.yaml`: one distillation run (embedded local Ray by default)."""
+"""`tip-ray run PIPELINE.yaml`: one distillation run (embedded local Ray by default).
+
+Run again on the same run folder, it continues from the newest complete checkpoint there;
+`--resume` insists on one (and fails when there is none)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -11,7 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray address: local (default from the YAML), auto, or ray://...")
     p.add_argument("--run-dir", default=None, help="run folder (default: logging.run_dir of the YAML)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key, e.g. train.steps=5")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run folder's newest complete checkpoint, and fail if there is none "
+        "(without it a run folder holding checkpoints is continued too)",
+    )
     p.set_defaults(handler=handle)
 
 
@@ -24,15 +34,45 @@ def load_with_overrides(path: str, overrides: list[str]):
     return load_pipeline(path, merged or None)
 
 
+def log_to_stderr() -> None:
+    """The run's events (resumes, restarts, skipped steps, checkpoints) on stderr, secrets masked."""
+    from tip_ray.checkpoint.redact import RedactingFilter
+
+    logger = logging.getLogger("tip_ray")
+    if any(getattr(h, "_tip_ray_cli", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tip-ray: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    handler._tip_ray_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def handle(args: argparse.Namespace) -> int:
     config = load_with_overrides(args.pipeline, args.set)
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.checkpoint.lock import RunFolderBusy
+    from tip_ray.checkpoint.redact import redact
+    from tip_ray.pipeline.controller import PolicyLagExceeded, StageDied, StageTimeout
+    from tip_ray.pipeline.run import RunFailed, TooManyBadSteps, run_pipeline
 
-    summary = run_pipeline(config, address=args.address, run_dir=args.run_dir)
+    log_to_stderr()
+    try:
+        summary = run_pipeline(config, address=args.address, run_dir=args.run_dir,
+                               resume="require" if args.resume else "auto")
+    except (RunFolderBusy, TooManyBadSteps, RunFailed, StageTimeout, StageDied, PolicyLagExceeded) as exc:
+        print(f"tip-ray: error: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    resumed = ""
+    if summary.resumed_from is not None:
+        resumed = (f"; resumed from step {summary.resumed_from} ({summary.resumes} resume(s), "
+                   f"{summary.batches_redone} batch(es) redone, {summary.in_flight_relaunched} in-flight "
+                   f"batch(es) resampled)")
     print(
         f"run {config.name!r} finished: {summary.steps} steps, final loss {summary.final_loss:.4f}, "
         f"{summary.tokens_trained} tokens trained of {summary.response_tokens} sampled, "
         f"peak learner memory {summary.peak_learner_mib:.0f} MiB, {summary.wall_seconds:.1f} s; "
+        f"{summary.actor_restarts} actor restart(s), {summary.skipped_steps} skipped step(s){resumed}; "
         f"run folder {summary.run_dir}"
     )
     return 0

@@ -327,6 +327,18 @@ class TrainConfig(Strict):
     max_consecutive_bad_steps: int = Field(
         default=3, gt=0, description="Stop after this many NaN/inf steps in a row."
     )
+    max_actor_restarts: int = Field(
+        default=3,
+        ge=0,
+        description="Times Ray restarts a rollout, teacher or selector actor that dies; the call "
+        "it had in flight is redone on the new actor with the same weights and seed.",
+    )
+    max_resumes: int = Field(
+        default=2,
+        ge=0,
+        description="Times a run resumes by itself from its last checkpoint when a learner rank "
+        "(or an actor out of restarts) dies; 0 = stop at the first such failure.",
+    )
 
 
 # --------------------------------------------------------------------------- cluster

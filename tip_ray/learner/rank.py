@@ -5,14 +5,24 @@ per-token weights, teacher signal there), runs the trunk, applies the LM head wi
 to the selected hidden states, and steps the optimizer. Every rank gets the whole batch and trains
 its own contiguous slice of rows; the loss is normalised by the global selected-token count, so
 the result does not depend on how rows are split over ranks and micro-batches.
+
+Bad numbers never reach the weights: a batch whose teacher signal, token weights or statistics
+hold NaN/inf is refused before the forward pass, and an update whose loss or gradient norm is not
+finite is not applied (both come back as a skipped StepResult; the run counts them).
+
+Checkpoints are sharded: every rank writes its own shard of the weights and of the optimizer
+state with torch.distributed.checkpoint (no rank ever holds the whole optimizer state, and a
+checkpoint loads on another number of ranks), plus a small file with its scheduler, step and RNG.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -183,6 +193,14 @@ class LearnerRank:
         start = time.perf_counter()
         self.memory.start()
         s = self.settings
+        bad_inputs = count_nonfinite_inputs(batch)
+        if bad_inputs:
+            # Every rank holds the whole batch, so all of them refuse it together (no collective).
+            return StepResult(
+                step=self.step, loss=math.nan, grad_norm=math.nan, lr=self.scheduler.get_last_lr()[0],
+                num_selected=batch.num_selected, skipped=True, seconds=time.perf_counter() - start,
+                peak_memory_mib=self.memory.stop(), extra={"nonfinite_inputs": float(bad_inputs)},
+            )
         global_count = float(batch.weights.numel())
         lo, hi = shard_rows(batch.input_ids.shape[0], self.rank, s.world_size)
         local = batch.rows(lo, hi)
@@ -250,9 +268,111 @@ class LearnerRank:
             return None
         return {k.removeprefix("lm."): v for k, v in state.items()}
 
+    def save_checkpoint(self, folder: str) -> list[str]:
+        """Write this rank's part of a checkpoint into `folder` (every rank calls it together):
+        its shard of the weights and optimizer state under shards/ (torch.distributed.checkpoint)
+        and rank_<r>.pt with the scheduler, the applied-update count and the RNG states.
+        Returns the files this rank wrote, relative to `folder`."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        # Before the first applied update AdamW has no state; asking for it would create some
+        # (a zero step), and a resumed run would then differ from one that never stopped.
+        has_optimizer_state = bool(self.optimizer.state)
+        if has_optimizer_state:
+            model_state, optim_state = get_state_dict(self.model, self.optimizer)
+            state = {"model": model_state, "optim": optim_state}
+        else:
+            state = {"model": get_model_state_dict(self.model)}
+        dcp.save(state, checkpoint_id=str(out / "shards"))
+        extras = {
+            "step": self.step,
+            "world_size": self.settings.world_size,
+            "has_optimizer_state": has_optimizer_state,
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        }
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            extras["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        own = out / f"rank_{self.rank}.pt"
+        tmp = own.with_name(own.name + ".tmp")
+        torch.save(extras, tmp)
+        os.replace(tmp, own)
+        dist.barrier()
+        written = [own.name] + [p.relative_to(out).as_posix() for p in (out / "shards").iterdir()]
+        return sorted(written)
+
+    def load_checkpoint(self, folder: str) -> int:
+        """Restore weights, optimizer, scheduler, step and RNG from `folder` (every rank calls it
+        together); the shards are re-split if the number of ranks changed. Returns the step."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import (
+            get_model_state_dict,
+            get_state_dict,
+            set_model_state_dict,
+            set_state_dict,
+        )
+
+        src = Path(folder)
+        own = src / f"rank_{self.rank}.pt"
+        # weights_only: a checkpoint file can hold tensors and plain values, never code.
+        extras = torch.load(own if own.exists() else src / "rank_0.pt", weights_only=True)
+        if extras["has_optimizer_state"]:
+            model_state, optim_state = get_state_dict(self.model, self.optimizer)
+            state = {"model": model_state, "optim": optim_state}
+            dcp.load(state, checkpoint_id=str(src / "shards"))
+            set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
+                           optim_state_dict=state["optim"])
+        else:
+            model_state = get_model_state_dict(self.model)
+            dcp.load({"model": model_state}, checkpoint_id=str(src / "shards"))
+            set_model_state_dict(self.model, model_state)
+        self.scheduler.load_state_dict(extras["scheduler"])
+        self.step = int(extras["step"])
+        torch.set_rng_state(extras["torch_rng"])
+        version, internal, gauss = extras["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+        if "cuda_rng" in extras and self.device.type == "cuda":
+            torch.cuda.set_rng_state(extras["cuda_rng"], self.device)
+        dist.barrier()
+        return self.step
+
     def shutdown(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def count_nonfinite_inputs(batch: SelectedBatch) -> int:
+    """NaN/inf values in what the learner trains on (teacher signal, weights, statistics).
+
+    Log-probs may be -inf (a token the teacher rules out); NaN or +inf are never valid.
+    """
+    from tip_ray.tip.signal import FullLogProbs, TeacherHidden, TopKLogProbs
+
+    def not_finite(t: torch.Tensor) -> int:
+        return int((~torch.isfinite(t)).sum()) if t.numel() else 0
+
+    def not_logprob(t: torch.Tensor) -> int:
+        return int((torch.isnan(t) | (t == math.inf)).sum()) if t.numel() else 0
+
+    sig = batch.teacher
+    if isinstance(sig, TeacherHidden):
+        bad = not_finite(sig.hidden)
+    elif isinstance(sig, FullLogProbs):
+        bad = not_logprob(sig.logprobs)
+    elif isinstance(sig, TopKLogProbs):
+        bad = not_logprob(sig.logprobs) + not_logprob(sig.tail_logprob)
+    else:
+        bad = 0
+    bad += not_finite(batch.weights) + not_logprob(batch.teacher_sampled_logprobs)
+    # The selector's statistics cover every response token, selected or not: a NaN there means
+    # the teacher signal was bad somewhere and the selection itself cannot be trusted.
+    summary = batch.summary
+    bad += sum(not math.isfinite(v) for v in (summary.mean_entropy, summary.mean_reverse_kl))
+    return bad
 
 
 def _zero_weight_like(batch: SelectedBatch) -> SelectedBatch:

@@ -7,15 +7,23 @@
 The controller never touches payloads: it chains object references from stage to stage (Ray
 moves the data between the actors directly) and keeps, per update batch, a bounded queue of the
 references in flight. With `max_policy_lag` L, the batch consumed at step s is sampled with
-weights of version >= s - L: batch s + 1 + L is launched right after update s + 1 is published,
-so up to L + 1 batches are in flight while the learner works. Every stage call carries the
-weight version it must use (see tip_ray.weights), so a restarted actor catches up by itself and
-a call that Ray retries after a crash is redone with the same weights and the same seed.
+weights of version >= s - L: batch b is sampled with version max(0, b - L) and launched as soon
+as that version is published, so up to L + 1 batches are in flight while the learner works.
+
+Faults: rollout, teacher and selector actors are restarted by Ray (train.max_actor_restarts) and
+a call they had in flight is retried on the new actor. Every stage call carries the weight
+version it must use (see tip_ray.weights), so a restarted actor catches up by itself and a
+retried call is redone with the same weights and the same seed: the batch is neither lost nor
+trained twice. Each actor reports an incarnation id after its calls, so restarts are counted.
+A stage that dies for good (a learner rank, or an actor out of restarts) raises StageDied at
+once, naming the stage; one that does not answer raises StageTimeout, naming it too.
 """
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +41,14 @@ class StageTimeout(RuntimeError):
     """A stage did not answer within train.stage_timeout_s."""
 
 
+class StageDied(RuntimeError):
+    """A stage's actor died and Ray will not restart it (a learner rank, or out of restarts)."""
+
+    def __init__(self, stage: str, cause: BaseException):
+        super().__init__(f"stage {stage!r} died: {cause}")
+        self.stage = stage
+
+
 class PolicyLagExceeded(RuntimeError):
     """A batch arrived with weights older than max_policy_lag allows (never silently accepted)."""
 
@@ -48,6 +64,7 @@ class InFlight:
     summary_ref: Any
     launched_at: float
     weights_version: int
+    incarnation_refs: list[tuple[str, Any]] = field(default_factory=list)  # (actor name, ref)
 
 
 class RefQueue:
@@ -85,6 +102,21 @@ class StageActors:
     learners: list[Any]
     placement_group: Any = None
     all: list[Any] = field(default_factory=list)
+    names: dict[str, Any] = field(default_factory=dict)  # "rollout-0" -> handle (restartable ones)
+
+
+class Incarnation:
+    """Mixed into restartable stage classes: an id that changes when Ray restarts the actor."""
+
+    def incarnation(self) -> str:
+        if not hasattr(self, "_incarnation_id"):
+            self._incarnation_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        return self._incarnation_id
+
+
+def tracked(cls: type) -> type:
+    """`cls` with an incarnation() method; same class name, so Ray's tools show the stage's name."""
+    return type(cls.__name__, (Incarnation, cls), {"__qualname__": cls.__qualname__})
 
 
 def split_prompts(batch: PromptBatch, parts: int) -> list[PromptBatch]:
@@ -106,7 +138,11 @@ def split_prompts(batch: PromptBatch, parts: int) -> list[PromptBatch]:
     return shards
 
 
-def start_actors(prepared: PreparedRun, max_restarts: int) -> StageActors:
+def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = "") -> StageActors:
+    """Start every stage's actors. Rollout, teacher and selector actors are restarted by Ray up to
+    `max_restarts` times; learner ranks are not (a torch.distributed group cannot take a new
+    member mid-run: the run resumes from its last checkpoint instead). With `name_prefix`, the
+    actors are named `<prefix><role>-<i>` (for `ray.get_actor`, dashboards and fault drills)."""
     from tip_ray.learner.rank import LearnerRank
     from tip_ray.rollout.worker import RolloutWorker
     from tip_ray.select.selector import Selector
@@ -114,21 +150,25 @@ def start_actors(prepared: PreparedRun, max_restarts: int) -> StageActors:
 
     config = prepared.config
     plans = plan_placement(config)
+
+    def named(role: str, i: int) -> str | None:
+        return f"{name_prefix}{role}-{i}" if name_prefix else None
+
     rollouts = [
-        ray.remote(RolloutWorker)
-        .options(**actor_options(plans["rollout"], max_restarts=max_restarts))
+        ray.remote(tracked(RolloutWorker))
+        .options(**actor_options(plans["rollout"], max_restarts=max_restarts, name=named("rollout", i)))
         .remote(rollout_settings(prepared, plans["rollout"], i))
         for i in range(config.rollout.num_workers)
     ]
     scorers = [
-        ray.remote(TeacherScorer)
-        .options(**actor_options(plans["teacher"], max_restarts=max_restarts))
+        ray.remote(tracked(TeacherScorer))
+        .options(**actor_options(plans["teacher"], max_restarts=max_restarts, name=named("teacher", i)))
         .remote(scorer_settings(prepared, plans["teacher"], i))
         for i in range(config.teacher.num_scorers)
     ]
     selector = (
-        ray.remote(Selector)
-        .options(**actor_options(plans["selector"], max_restarts=max_restarts))
+        ray.remote(tracked(Selector))
+        .options(**actor_options(plans["selector"], max_restarts=max_restarts, name=named("selector", 0)))
         .remote(selector_settings(prepared, plans["selector"], 0))
     )
     pg = None
@@ -142,12 +182,17 @@ def start_actors(prepared: PreparedRun, max_restarts: int) -> StageActors:
     learners = []
     for rank in range(config.learner.num_ranks):
         opts = dict(learner_opts)
+        if name_prefix:
+            opts["name"] = named("learner", rank)
         if pg is not None:
             opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 placement_group=pg, placement_group_bundle_index=rank
             )
             opts["resources"] = {}  # the bundle already reserved the pool resource
         learners.append(ray.remote(LearnerRank).options(**opts).remote(rank, settings))
+    names = {f"rollout-{i}": a for i, a in enumerate(rollouts)}
+    names.update({f"teacher-{i}": a for i, a in enumerate(scorers)})
+    names["selector-0"] = selector
     return StageActors(
         rollouts=rollouts,
         scorers=scorers,
@@ -155,18 +200,41 @@ def start_actors(prepared: PreparedRun, max_restarts: int) -> StageActors:
         learners=learners,
         placement_group=pg,
         all=[*rollouts, *scorers, selector, *learners],
+        names=names,
+    )
+
+
+def _timeout_error(stage: str, timeout_s: float) -> StageTimeout:
+    return StageTimeout(
+        f"stage {stage!r} did not answer within train.stage_timeout_s={timeout_s:g}s; "
+        f"it may be hung (see the actor's log) or need a larger timeout"
     )
 
 
 def wait_stage(refs, stage: str, timeout_s: float):
-    """ray.get with the stage's name in the error when it takes longer than the timeout."""
+    """ray.get with the stage's name in the error when it takes longer than the timeout or its
+    actor died for good."""
     try:
         return ray.get(refs, timeout=timeout_s)
     except ray.exceptions.GetTimeoutError:
-        raise StageTimeout(
-            f"stage {stage!r} did not answer within train.stage_timeout_s={timeout_s:g}s; "
-            f"it may be hung (see the actor's log) or need a larger timeout"
-        ) from None
+        raise _timeout_error(stage, timeout_s) from None
+    except ray.exceptions.RayActorError as exc:
+        raise StageDied(stage, exc) from exc
+
+
+def wait_all(refs: list, stage: str, timeout_s: float) -> list:
+    """Like wait_stage over a group that works together (the learner ranks), but fails as soon as
+    one member fails: the others may be blocked in a collective waiting for the dead one."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(refs)
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _timeout_error(stage, timeout_s)
+        ready, pending = ray.wait(pending, num_returns=1, timeout=left, fetch_local=False)
+        for ref in ready:
+            wait_stage(ref, stage, max(deadline - time.monotonic(), 1.0))  # raises its error now
+    return wait_stage(list(refs), stage, timeout_s)
 
 
 def wait_ready_refs(refs, stage: str, timeout_s: float) -> None:
@@ -174,10 +242,7 @@ def wait_ready_refs(refs, stage: str, timeout_s: float) -> None:
     # A failed stage call surfaces later, through the selector call that depends on it.
     _, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s, fetch_local=False)
     if pending:
-        raise StageTimeout(
-            f"stage {stage!r} did not answer within train.stage_timeout_s={timeout_s:g}s; "
-            f"it may be hung (see the actor's log) or need a larger timeout"
-        )
+        raise _timeout_error(stage, timeout_s)
 
 
 class Controller:
@@ -191,33 +256,55 @@ class Controller:
         self.timeout = config.train.stage_timeout_s
         self.queue = RefQueue(capacity=max(self.lag + 1, config.train.queue_capacity))
         self._next_scorer = 0
+        self.incarnations: dict[str, str] = {}  # actor name -> incarnation last seen
+        self.restarts: dict[str, int] = {}  # actor name -> restarts seen
 
     def setup_learners(self) -> None:
         host, port = wait_stage(self.actors.learners[0].rendezvous_address.remote(), "learner", self.timeout)
-        wait_stage([r.setup.remote(host, port) for r in self.actors.learners], "learner", self.timeout)
+        wait_all([r.setup.remote(host, port) for r in self.actors.learners], "learner", self.timeout)
 
     def wait_ready(self) -> None:
         refs = [a.ready.remote() for a in (*self.actors.rollouts, *self.actors.scorers, self.actors.selector)]
         wait_stage(refs, "startup", self.timeout)
+        names = list(self.actors.names)
+        ids = wait_stage([self.actors.names[n].incarnation.remote() for n in names], "startup", self.timeout)
+        self.incarnations.update(zip(names, ids))
+
+    def note_incarnations(self, names: list[str], ids: list[str]) -> list[str]:
+        """Record the incarnations seen; returns the names of actors restarted since last seen."""
+        restarted = []
+        for name, ident in zip(names, ids):
+            if self.incarnations.get(name, ident) != ident:
+                restarted.append(name)
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+            self.incarnations[name] = ident
+        return restarted
 
     def launch(self, batch: PromptBatch, weights: WeightVersion) -> None:
         shards = split_prompts(batch, len(self.actors.rollouts))
         rollout_refs = [w.generate.remote(shard, weights) for w, shard in zip(self.actors.rollouts, shards)]
+        used = [f"rollout-{i}" for i in range(len(rollout_refs))]
         scored_refs = []
         for ref in rollout_refs:
-            scorer = self.actors.scorers[self._next_scorer % len(self.actors.scorers)]
+            index = self._next_scorer % len(self.actors.scorers)
             self._next_scorer += 1
-            scored_refs.append(scorer.score.remote(ref))
+            scored_refs.append(self.actors.scorers[index].score.remote(ref))
+            used.append(f"teacher-{index}")
         selected_ref, summary_ref = self.actors.selector.select.options(num_returns=2).remote(
             weights, *scored_refs
         )
+        used.append("selector-0")
+        # Asked after the stage calls, so the answer comes from the actor that ran (or re-ran) them.
+        incarnation_refs = [(name, self.actors.names[name].incarnation.remote()) for name in dict.fromkeys(used)]
         self.queue.put(
-            InFlight(batch, rollout_refs, scored_refs, selected_ref, summary_ref, time.perf_counter(), weights.version)
+            InFlight(batch, rollout_refs, scored_refs, selected_ref, summary_ref, time.perf_counter(),
+                     weights.version, incarnation_refs)
         )
 
     def consume(self, step: int):
-        """Wait for the oldest batch: (InFlight, rollouts, SelectionSummary). The teacher signal
-        and the selected batch stay in the object store; only small records come here."""
+        """Wait for the oldest batch: (InFlight, rollouts, SelectionSummary, restarted actor
+        names). The teacher signal and the selected batch stay in the object store; only small
+        records come here."""
         item = self.queue.pop()
         # Name the first stage that does not answer in time.
         rollouts = wait_stage(item.rollout_refs, "rollout", self.timeout)
@@ -231,16 +318,30 @@ class Controller:
                 f"batch {step} was sampled with policy version {summary.policy_version} and selected "
                 f"with version {summary.selector_version}, over train.max_policy_lag={self.lag}"
             )
-        return item, rollouts, summary
+        names = [name for name, _ in item.incarnation_refs]
+        ids = wait_stage([ref for _, ref in item.incarnation_refs], "incarnation", self.timeout)
+        restarted = self.note_incarnations(names, ids)
+        return item, rollouts, summary, restarted
 
     def train(self, selected_ref) -> Any:
-        results = wait_stage([r.train_step.remote(selected_ref) for r in self.actors.learners], "learner", self.timeout)
+        results = wait_all([r.train_step.remote(selected_ref) for r in self.actors.learners], "learner", self.timeout)
         return results[0]
 
     def publish_weights(self, version: int) -> WeightVersion:
-        states = wait_stage([r.full_state_dict.remote() for r in self.actors.learners], "learner", self.timeout)
+        states = wait_all([r.full_state_dict.remote() for r in self.actors.learners], "learner", self.timeout)
         # Put the gathered weights in the object store once; every stage reads the same copy.
         return WeightVersion(version=version, refs=(ray.put(states[0]),))
+
+    def save_learners(self, folder) -> list[str]:
+        """Every rank writes its shard of the learner state into `folder` (on storage it can reach)."""
+        written = wait_all([r.save_checkpoint.remote(str(folder)) for r in self.actors.learners],
+                           "learner (checkpoint)", self.timeout)
+        return sorted({f for files in written for f in files})
+
+    def load_learners(self, folder) -> int:
+        steps = wait_all([r.load_checkpoint.remote(str(folder)) for r in self.actors.learners],
+                         "learner (resume)", self.timeout)
+        return int(steps[0])
 
 
 def shutdown_actors(actors: StageActors | None) -> None:
