@@ -6,7 +6,8 @@ Computed without gradient, chunk by chunk over positions, in float32 whatever th
 With a ``TopKLogProbs`` teacher signal the divergences are *approximate*: they are computed on
 the (k+1)-bucket distributions, i.e. the teacher's k named tokens plus one tail bucket, with the
 student's mass on those k tokens and the student's remaining mass as its tail bucket. By the
-data-processing inequality these bucket divergences never exceed the full ones. The entropy is
+data-processing inequality these bucket divergences do not exceed the full ones (up to rounding
+and the tail clamp). The entropy is
 always exact, since the student's full distribution is at hand.
 """
 
