@@ -7,8 +7,7 @@ With a ``TopKLogProbs`` teacher signal the divergences are *approximate*: they a
 the (k+1)-bucket distributions, i.e. the teacher's k named tokens plus one tail bucket, with the
 student's mass on those k tokens and the student's remaining mass as its tail bucket. By the
 data-processing inequality these bucket divergences do not exceed the full ones (up to rounding
-and the tail clamp). The entropy is
-always exact, since the student's full distribution is at hand.
+and the tail clamp). The entropy is always exact, since the student's full distribution is at hand.
 """
 
 from __future__ import annotations
