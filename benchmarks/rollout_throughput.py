@@ -134,7 +134,7 @@ def run(args) -> dict:
             for name, (path, model, params) in models.items():
                 engine = VLLMBackend(path, tokenizer=tokenizer, dtype=dtype, max_model_len=512,
                                      max_num_seqs=args.batch, kv_cache_space_gib=1,
-                                     num_threads=args.threads)
+                                     gpu_memory_utilization=0.3, num_threads=args.threads)
                 tokens, seconds = timed_generate(engine, prompts, request, args.repeats)
                 rows.append(dict(model=name, params=params, backend="vllm", dtype=dtype, tokens=tokens,
                                  seconds=round(seconds, 3), tokens_per_s=round(tokens / seconds, 1),

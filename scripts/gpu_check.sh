@@ -34,10 +34,10 @@ run_part() {  # name, time limit (s), command...: output to $OUT/<name>.log, sta
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpus.txt" 2>&1 || true
 "$PY" -c "import torch, vllm, transformers, ray; print(f'torch {torch.__version__} cuda {torch.version.cuda}, vllm {vllm.__version__}, transformers {transformers.__version__}, ray {ray.__version__}')" > "$OUT/versions.txt" 2>&1
 
-run_part gpu_tests 240 "$PY" -m pytest tests -m gpu -q -p no:cacheprovider --junitxml "$OUT/gpu_tests.xml"
-run_part throughput 150 "$PY" benchmarks/rollout_throughput.py --device cuda --batch 64 \
+run_part gpu_tests 200 "$PY" -m pytest tests -m gpu -q -p no:cacheprovider --junitxml "$OUT/gpu_tests.xml"
+run_part throughput 110 "$PY" benchmarks/rollout_throughput.py --device cuda --batch 64 \
     --max-new-tokens 128 --repeats 1 --no-write --out "$OUT/throughput.json" --note "gpu check"
-run_part pipeline 180 "$PY" scripts/gpu_pipeline_check.py --steps 3 --out "$OUT/pipeline.json"
+run_part pipeline 150 "$PY" scripts/gpu_pipeline_check.py --steps 3 --out "$OUT/pipeline.json"
 
 echo "== results in $OUT ($(( $(date +%s) - start ))s in all)"
 "$PY" scripts/gpu_check_table.py "$OUT"

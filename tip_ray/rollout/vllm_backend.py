@@ -22,6 +22,7 @@ GPUs this process holds.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -255,6 +256,14 @@ def shutdown_engine(llm) -> None:
         pass
 
 
+def release_memory() -> None:
+    """Collect a dropped in-process engine now (its weights and KV cache live in this process),
+    so a later engine in the same process finds the memory free."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class VLLMBackend:
     """A RolloutBackend on a vLLM engine (see the module docstring)."""
 
@@ -448,5 +457,7 @@ class VLLMBackend:
             self.asleep = False
 
     def close(self) -> None:
-        shutdown_engine(self.llm)
-        self.llm = None
+        if self.llm is not None:
+            shutdown_engine(self.llm)
+            self.llm = None
+            release_memory()

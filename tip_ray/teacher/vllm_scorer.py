@@ -27,6 +27,7 @@ from tip_ray.rollout.vllm_backend import (
     build_engine,
     check_tokenizer_matches,
     gpus_held,
+    release_memory,
     shutdown_engine,
 )
 from tip_ray.teacher.scorer import ScorerSettings
@@ -167,5 +168,7 @@ class VLLMTeacherScorer:
         )
 
     def close(self) -> None:
-        shutdown_engine(self.llm)
-        self.llm = None
+        if self.llm is not None:
+            shutdown_engine(self.llm)
+            self.llm = None
+            release_memory()
