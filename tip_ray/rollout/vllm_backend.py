@@ -95,8 +95,10 @@ def _text_config(config: dict) -> dict:
     return config.get("text_config", config)
 
 
-def check_tokenizer_matches(tokenizer, model_path: str, config: dict | None = None) -> None:
+def check_tokenizer_matches(tokenizer, model_path: str, config: dict | None = None) -> bool:
     """Raise TokenizerMismatchError unless ``tokenizer`` is the model folder's tokenizer.
+
+    Returns whether the folder ships a tokenizer at all (if not, the engine is given the run's).
 
     The engine decodes with the folder's tokenizer and stops at its EOS token; a run whose
     tokenizer differs would sample ids the records misread, or never see its own EOS.
@@ -114,7 +116,7 @@ def check_tokenizer_matches(tokenizer, model_path: str, config: dict | None = No
     try:
         own = AutoTokenizer.from_pretrained(model_path)
     except (OSError, ValueError):
-        return  # the folder ships no tokenizer: vLLM will be given the run's (see build_engine)
+        return False  # the folder ships no tokenizer: nothing to compare with
     if own.get_vocab() != tokenizer.get_vocab():
         theirs, ours = own.get_vocab(), tokenizer.get_vocab()
         differing = sorted(set(theirs.items()) ^ set(ours.items()))[:3]
@@ -128,6 +130,7 @@ def check_tokenizer_matches(tokenizer, model_path: str, config: dict | None = No
             f"tokenizer EOS id {tokenizer.eos_token_id} differs from the EOS id {own.eos_token_id} "
             f"of {model_path}; use the model folder's tokenizer for this run"
         )
+    return True
 
 
 def engine_bundles(tensor_parallel_size: int, cpus_per_worker: float = 1.0,
@@ -285,7 +288,7 @@ class VLLMBackend:
     ):
         import_vllm()
         config = _read_config(model_path)
-        check_tokenizer_matches(tokenizer, model_path, config)
+        own_tokenizer = check_tokenizer_matches(tokenizer, model_path, config)
         self.model_path = model_path
         self.eos_token_id = int(tokenizer.eos_token_id)
         self.vocab_size = int(_text_config(config)["vocab_size"])
@@ -305,7 +308,8 @@ class VLLMBackend:
             enable_sleep_mode=sleep_when_idle,
             num_threads=num_threads,
         )
-        self.llm = build_engine(model_path, self.options)
+        tokenizer_path = None if own_tokenizer else getattr(tokenizer, "name_or_path", None)
+        self.llm = build_engine(model_path, self.options, tokenizer_path=tokenizer_path)
         self.sleep_when_idle = sleep_when_idle and not on_cpu_build()
         self.asleep = False
         self.sync_seconds = 0.0  # time of the last weight sync
