@@ -183,7 +183,7 @@ def test_rayjob_lifecycle(rayjob, raycluster):
     assert spec["submissionMode"] == "K8sJobMode"
     assert spec["submitterConfig"]["backoffLimit"] >= 1
     assert spec["submitterPodTemplate"]["spec"]["restartPolicy"] == "Never"
-    assert re.fullmatch(r"tip-ray run /app/pipelines/[\w.-]+\.ya?ml --address auto", spec["entrypoint"])
+    assert re.fullmatch(r"tip-ray run /app/pipelines/[\w./-]+\.ya?ml --address auto", spec["entrypoint"])
     # One cluster definition: the RayJob's cluster is the RayCluster's spec, field for field.
     assert spec["rayClusterSpec"] == raycluster["spec"], (
         "deploy/kuberay/rayjob.yaml rayClusterSpec differs from raycluster.yaml spec; change both"
