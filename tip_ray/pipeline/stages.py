@@ -34,7 +34,25 @@ def rollout_settings(prepared: PreparedRun, plan: RolePlacement, index: int) -> 
         dtype=compute_dtype(prepared, plan.num_gpus > 0),
         num_threads=plan.num_threads,
         name=f"rollout-{index}",
+        max_model_len=context_length(prepared),
     )
+
+
+def context_length(prepared: PreparedRun) -> int:
+    c = prepared.config
+    return c.data.max_prompt_tokens + c.rollout.sampling.max_new_tokens
+
+
+def teacher_stage(prepared: PreparedRun, plan: RolePlacement, index: int) -> tuple[type, tuple, dict]:
+    """(class, args, kwargs) of one teacher scorer: Hugging Face, or vLLM for top-k signals."""
+    settings = scorer_settings(prepared, plan, index)
+    if prepared.config.teacher.backend == "vllm":
+        from tip_ray.teacher.vllm_scorer import VLLMTeacherScorer
+
+        return VLLMTeacherScorer, (settings,), {"max_model_len": context_length(prepared)}
+    from tip_ray.teacher.scorer import TeacherScorer
+
+    return TeacherScorer, (settings,), {}
 
 
 def scorer_settings(prepared: PreparedRun, plan: RolePlacement, index: int) -> ScorerSettings:

@@ -29,6 +29,7 @@ class RolloutSettings:
     dtype: str = "float32"
     num_threads: int | None = None
     name: str = "rollout-0"
+    max_model_len: int | None = None  # prompt + response budget (sizes the vLLM KV cache)
 
 
 def build_backend(settings: RolloutSettings, tokenizer) -> RolloutBackend:
@@ -37,6 +38,8 @@ def build_backend(settings: RolloutSettings, tokenizer) -> RolloutBackend:
         from tip_ray.rollout.hf import HFGenerateBackend
 
         model = load_causal_lm(settings.model_path, dtype=settings.dtype)
+        if torch.cuda.is_available():
+            model = model.cuda()
         return HFGenerateBackend(
             model,
             eos_token_id=tokenizer.eos_token_id,
@@ -46,7 +49,17 @@ def build_backend(settings: RolloutSettings, tokenizer) -> RolloutBackend:
     if settings.backend == "vllm":
         from tip_ray.rollout.vllm_backend import VLLMBackend
 
-        return VLLMBackend(settings.model_path, tokenizer=tokenizer, **settings.backend_options)
+        # The engine runs in the learner's dtype and keeps the actor's thread budget; its context
+        # is the run's prompt + response budget, not the model's full window.
+        return VLLMBackend(
+            settings.model_path,
+            tokenizer=tokenizer,
+            dtype=settings.dtype,
+            seed=settings.seed,
+            num_threads=settings.num_threads,
+            max_model_len=settings.max_model_len,
+            **settings.backend_options,
+        )
     raise ValueError(f"rollout.backend.type {settings.backend!r}: expected 'hf' or 'vllm'")
 
 

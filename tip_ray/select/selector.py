@@ -25,7 +25,7 @@ from tip_ray.tip import (
     select_tokens,
     token_stats_from_hidden,
 )
-from tip_ray.tip.signal import FullLogProbs, TopKLogProbs
+from tip_ray.tip.signal import FullLogProbs, TopKLogProbs, signal_to
 from tip_ray.weights import VersionedWeights, WeightVersion
 
 
@@ -121,14 +121,31 @@ class Selector:
 
         self.settings = settings
         self.model = load_causal_lm(settings.student_path, dtype=settings.dtype).eval()
+        if torch.cuda.is_available():  # only inside an actor that was given a GPU
+            self.model = self.model.cuda()
         self.weights = VersionedWeights(lambda sd: load_full_state_dict(self.model, sd))
         self.teacher_head = (
-            load_lm_head(settings.teacher_head_path, rows=settings.vocab_size) if settings.teacher_head_path else None
+            load_lm_head(settings.teacher_head_path, rows=settings.vocab_size).to(self.device)
+            if settings.teacher_head_path else None
         )
         self.calls = 0
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     def ready(self) -> str:
         return self.settings.name
+
+    def _stats(self, scored: ScoredBatch):
+        hidden = final_hidden_at_responses(self.model, scored.rollout, self.settings.micro_batch_size)
+        head = self.model.get_output_embeddings().weight
+        stats = token_stats_from_hidden(
+            hidden, head, signal_to(scored.teacher, self.device), teacher_head=self.teacher_head,
+            chunk_size=self.settings.chunk_size,
+        )
+        return type(stats)(entropy=stats.entropy.cpu(), reverse_kl=stats.reverse_kl.cpu(),
+                           forward_kl=stats.forward_kl.cpu(), approximate=stats.approximate)
 
     @torch.no_grad()
     def select(self, weights: WeightVersion, *shards: ScoredBatch) -> tuple[SelectedBatch, SelectionSummary]:
@@ -140,11 +157,7 @@ class Selector:
         scored = merge_scored(shards)
         rollout = scored.rollout
         mask = rollout.response_mask
-        student_hidden = final_hidden_at_responses(self.model, rollout, s.micro_batch_size)
-        head = self.model.get_output_embeddings().weight
-        stats = token_stats_from_hidden(
-            student_hidden, head, scored.teacher, teacher_head=self.teacher_head, chunk_size=s.chunk_size
-        )
+        stats = self._stats(scored)
         entropy = scatter_rows(stats.entropy, mask)
         reverse_kl = scatter_rows(stats.reverse_kl, mask)
         forward_kl = scatter_rows(stats.forward_kl, mask)
@@ -202,12 +215,7 @@ class Selector:
     def statistics(self, weights: WeightVersion, *shards: ScoredBatch):
         """The raw per-token statistics (for tests and analysis)."""
         self.weights.ensure(weights)
-        scored = merge_scored(shards)
-        hidden = final_hidden_at_responses(self.model, scored.rollout, self.settings.micro_batch_size)
-        head = self.model.get_output_embeddings().weight
-        return token_stats_from_hidden(
-            hidden, head, scored.teacher, teacher_head=self.teacher_head, chunk_size=self.settings.chunk_size
-        )
+        return self._stats(merge_scored(shards))
 
 
 __all__ = ["Selector", "SelectorSettings", "merge_scored", "scatter_rows", "CutLines"]

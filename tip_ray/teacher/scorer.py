@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from tip_ray.records import RolloutBatch, ScoredBatch
-from tip_ray.tip.signal import FullLogProbs, TeacherHidden, TeacherSignal, topk_from_logprobs
+from tip_ray.tip.signal import FullLogProbs, TeacherHidden, TeacherSignal, signal_to, topk_from_logprobs
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ def predicting_positions(response_mask: torch.Tensor) -> tuple[torch.Tensor, tor
 def final_hidden_at_responses(model, rollout: RolloutBatch, micro_batch_size: int) -> torch.Tensor:
     """[N, d] final hidden states (LM-head inputs) predicting each response token."""
     pieces = []
+    device = next(model.parameters()).device
     total = rollout.input_ids.shape[0]
     for start in range(0, total, micro_batch_size):
         stop = min(start + micro_batch_size, total)
@@ -45,13 +46,13 @@ def final_hidden_at_responses(model, rollout: RolloutBatch, micro_batch_size: in
             continue
         width = int(rollout.attention_mask[start:stop].sum(1).max())
         out = model.model(
-            input_ids=rollout.input_ids[start:stop, :width],
-            attention_mask=rollout.attention_mask[start:stop, :width],
+            input_ids=rollout.input_ids[start:stop, :width].to(device),
+            attention_mask=rollout.attention_mask[start:stop, :width].to(device),
         )
         rows, cols = predicting_positions(mask[:, :width])
-        pieces.append(out.last_hidden_state[rows, cols].float())
+        pieces.append(out.last_hidden_state[rows.to(device), cols.to(device)].float())
     if not pieces:
-        return torch.zeros((0, model.config.hidden_size), dtype=torch.float32)
+        return torch.zeros((0, model.config.hidden_size), dtype=torch.float32, device=device)
     return torch.cat(pieces)
 
 
@@ -65,7 +66,7 @@ def chunked_logprobs(hidden: torch.Tensor, head: torch.Tensor, chunk_size: int):
 
 @torch.no_grad()
 def sampled_token_logprobs(hidden, head, tokens, chunk_size) -> torch.Tensor:
-    out = torch.empty(hidden.shape[0], dtype=torch.float32)
+    out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     for start, lp in chunked_logprobs(hidden, head, chunk_size):
         out[start : start + lp.shape[0]] = lp.gather(1, tokens[start : start + lp.shape[0], None]).squeeze(1)
     return out
@@ -98,6 +99,8 @@ class TeacherScorer:
 
         self.settings = settings
         self.model = load_causal_lm(settings.model_path, dtype=settings.dtype).eval()
+        if torch.cuda.is_available():  # only inside an actor that was given a GPU
+            self.model = self.model.cuda()
         head = self.model.get_output_embeddings().weight.detach()
         self.head = head[: settings.vocab_size] if settings.vocab_size else head
 
@@ -108,9 +111,10 @@ class TeacherScorer:
         start = time.perf_counter()
         s = self.settings
         hidden = final_hidden_at_responses(self.model, rollout, s.micro_batch_size)
-        tokens = rollout.input_ids[rollout.response_mask]
-        sampled = sampled_token_logprobs(hidden, self.head, tokens, s.chunk_size)
-        signal = build_signal(hidden, self.head, s.form, s.k, s.chunk_size)
+        tokens = rollout.input_ids[rollout.response_mask].to(hidden.device)
+        sampled = sampled_token_logprobs(hidden, self.head, tokens, s.chunk_size).cpu()
+        # What leaves the teacher's GPU is the signal, in host memory for the object store.
+        signal = signal_to(build_signal(hidden, self.head, s.form, s.k, s.chunk_size), "cpu")
         return ScoredBatch(
             rollout=rollout,
             teacher=signal,

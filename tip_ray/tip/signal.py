@@ -179,3 +179,10 @@ def vocab_size_of(sig: TeacherSignal, teacher_head: Tensor | None = None) -> int
     if form == "hidden":
         return None if teacher_head is None else int(teacher_head.shape[0])
     return None
+
+
+def signal_to(sig: TeacherSignal, device: torch.device | str) -> TeacherSignal:
+    """The same signal with every tensor on `device` (e.g. onto the GPU that computes with it)."""
+    from dataclasses import fields
+
+    return type(sig)(**{f.name: getattr(sig, f.name).to(device) for f in fields(sig)})
