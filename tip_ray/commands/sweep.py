@@ -32,8 +32,16 @@ def handle(args: argparse.Namespace) -> int:
         from tip_ray.sweep.token_map import sample_token_map
 
         token_map = sample_token_map(loaded.base, loaded.spec.token_stats_prompts)
+    notes = ""
+    if loaded.base.models.student.type == "demo":
+        from tip_ray.demo.bootstrap import ensure_demo_models
+
+        models = ensure_demo_models(progress=False)
+        notes = (f"Every run starts from the cached demo student: greedy accuracy {models.student_accuracy:.3f} "
+                 f"before distillation (teacher {models.teacher_accuracy:.3f}), measured by the bootstrap on the "
+                 f"{loaded.base.eval.benchmark} held-out set.")
     command = "tip-ray sweep " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["sweep"] else f"tip-ray sweep {args.sweep}"
     out = write_report(records, [r.label for r in loaded.spec.runs], loaded.report_dir,
-                       command=command, token_map=token_map)
+                       command=command, token_map=token_map, notes=notes)
     print(f"report: {out}")
     return 0

@@ -27,6 +27,10 @@ def group(records: Sequence[RunRecord], order: Sequence[str]) -> dict[str, list[
     return {label: by_label[label] for label in order if by_label.get(label)}
 
 
+def _num(value: float) -> str:
+    return "—" if value != value else f"{value:.3f}"  # NaN: not evaluated
+
+
 def table(groups: dict[str, list[RunRecord]]) -> list[str]:
     lines = [
         "| variant | seeds | student accuracy before | after (mean ± std) | tokens trained | "
@@ -42,7 +46,7 @@ def table(groups: dict[str, list[RunRecord]]) -> list[str]:
         wall, _ = mean_std([r.wall_seconds for r in runs])
         quads = [mean_std([r.quadrant_shares[f"q{q}"] for r in runs])[0] for q in QUADRANTS]
         lines.append(
-            f"| {label} | {len(runs)} | {before:.3f} | {after:.3f} ± {after_sd:.3f} | {tokens:,.0f} | "
+            f"| {label} | {len(runs)} | {_num(before)} | {after:.3f} ± {after_sd:.3f} | {tokens:,.0f} | "
             f"{share:.0%} | {peak:.0f} | {wall:.0f} | " + " | ".join(f"{q:.0%}" for q in quads) + " |"
         )
     return lines
