@@ -39,7 +39,8 @@ def handle(args: argparse.Namespace) -> int:
         models = ensure_demo_models(progress=False)
         notes = (f"Every run starts from the cached demo student: greedy accuracy {models.student_accuracy:.3f} "
                  f"before distillation (teacher {models.teacher_accuracy:.3f}), measured by the bootstrap on the "
-                 f"{loaded.base.eval.benchmark} held-out set.")
+                 f"{loaded.base.eval.benchmark} held-out set (its first {loaded.base.eval.num_problems or 'all'} problems are "
+                 f"what each run is evaluated on at its end).")
     command = "tip-ray sweep " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["sweep"] else f"tip-ray sweep {args.sweep}"
     out = write_report(records, [r.label for r in loaded.spec.runs], loaded.report_dir,
                        command=command, token_map=token_map, notes=notes)
