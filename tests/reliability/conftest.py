@@ -19,16 +19,18 @@ from tests.conftest import tiny_pipeline_doc
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 8
 CHECKPOINT_EVERY = 2
+LAG = 1  # batch b is sampled with policy version b - 1: a checkpoint holds an older version too
 # Compared between runs: what a step trained on and what it computed (not timings, not counters).
 SAME_FIELDS = ("step", "batch_id", "prompt_rows", "loss", "grad_norm", "lr", "skipped",
                "selected_tokens", "response_tokens", "policy_lag")
 
 
 def reliability_doc(pair, prompts: Path, run_dir: Path, **sections) -> dict:
-    """The shared run: 8 steps, a checkpoint every 2, fixed thread counts (2 cores), so that two
-    runs of it compute bit-identical numbers."""
+    """The shared run: 8 steps, a checkpoint every 2, policy lag 1 (two batches in flight), fixed
+    thread counts (2 cores), so that two runs of it compute bit-identical numbers."""
     base = {
-        "train": {"steps": STEPS, "seed": 0, "stage_timeout_s": 240, "max_consecutive_bad_steps": 3},
+        "train": {"steps": STEPS, "seed": 0, "stage_timeout_s": 240, "max_consecutive_bad_steps": 3,
+                  "max_policy_lag": LAG},
         "checkpoint": {"every_steps": CHECKPOINT_EVERY, "keep_last": 2, "export_hf": True},
         "cluster": {"address": "local", "num_cpus": 2},
     }

@@ -337,7 +337,8 @@ class TrainConfig(Strict):
         default=2,
         ge=0,
         description="Times a run resumes by itself from its last checkpoint when a learner rank "
-        "(or an actor out of restarts) dies; 0 = stop at the first such failure.",
+        "(or an actor out of restarts) dies or a stage hangs past stage_timeout_s; 0 = stop at "
+        "the first such failure.",
     )
 
 

@@ -10,8 +10,9 @@ A run survives what expensive runs meet:
   that were in flight when it was written are sampled again: both counts are logged and recorded.
 - A rollout, teacher or selector actor dies: Ray restarts it and retries its call (see the
   controller); the run counts the restart and goes on.
-- A learner rank dies (or an actor runs out of restarts): the step ends, every actor is stopped
-  and the run resumes from its last checkpoint by itself, up to train.max_resumes times.
+- A learner rank dies (or an actor runs out of restarts), or a stage hangs past
+  train.stage_timeout_s (reported with its name): the step ends, every actor is stopped and the
+  run resumes from its last checkpoint by itself, up to train.max_resumes times.
 - Bad numbers: a step with NaN/inf in its teacher signal, loss or gradient is skipped and counted;
   train.max_consecutive_bad_steps of them in a row stop the run.
 """
@@ -33,6 +34,7 @@ import ray
 from tip_ray.checkpoint import (
     CheckpointStore,
     FaultCounters,
+    FoundCheckpoint,
     RedactingFilter,
     RunLock,
     TrainerState,
@@ -65,7 +67,7 @@ class TooManyBadSteps(RuntimeError):
 
 
 class RunFailed(RuntimeError):
-    """A stage died more often than train.max_resumes allows the run to resume by itself."""
+    """A stage died or hung more often than train.max_resumes lets the run resume by itself."""
 
 
 @dataclass(frozen=True)
@@ -185,11 +187,12 @@ def run_pipeline(
     started_ray = False
     reaper = None
     try:
+        found, state = find_checkpoint(prepared, resume)  # a config that cannot resume fails here
         started_ray = init_ray(config, address)
         if started_ray and (address or config.cluster.address) == "local":
             reaper = start_reaper(embedded_session_dir())
         faults: FaultCounters | None = None
-        failure: StageDied | None = None
+        failure: Exception | None = None
         while True:
             actors = None
             session = None
@@ -197,8 +200,8 @@ def run_pipeline(
                 prefix = f"tip-ray/{config.name}/{uuid.uuid4().hex[:6]}/"
                 actors = start_actors(prepared, max_restarts=config.train.max_actor_restarts, name_prefix=prefix)
                 session = RunSession(prepared, actors, on_step, faults, after_failure=failure)
-                return session.run(resume)
-            except StageDied as exc:
+                return session.run(found, state)
+            except (StageDied, StageTimeout) as exc:
                 faults = session.faults if session is not None else (faults or FaultCounters())
                 if faults.automatic_resumes >= config.train.max_resumes:
                     raise RunFailed(
@@ -211,7 +214,7 @@ def run_pipeline(
                 log.warning("%s; stopping every actor and resuming from the last checkpoint "
                             "(automatic resume %d of at most %d)", exc, faults.automatic_resumes,
                             config.train.max_resumes)
-                resume = "auto"
+                found, state = find_checkpoint(prepared, "auto")
             finally:
                 if session is not None:
                     session.close()
@@ -225,11 +228,42 @@ def run_pipeline(
         lock.release()
 
 
+def find_checkpoint(prepared: PreparedRun, resume: ResumeMode) -> tuple[FoundCheckpoint | None, TrainerState | None]:
+    """The newest complete checkpoint of the run folder and its driver state, checked against the
+    config, before anything starts (damaged checkpoints are set aside with a warning)."""
+    config = prepared.config
+    store = CheckpointStore(prepared.run_dir, config.checkpoint.keep_last)
+    for partial in store.remove_partial():
+        log.warning("removed %s: a checkpoint whose writing never finished", partial.name)
+    found, _ = store.latest_valid()
+    if found is None:
+        if resume == "require":
+            raise ConfigError(
+                f"--resume: no complete checkpoint under {store.root}; run without --resume "
+                f"to start this run from the beginning"
+            )
+        return None, None
+    state = read_state(found.path)
+    saved = (found.path / "config.resolved.yaml").read_text()
+    blocking, harmless = config_changes(saved, config.model_dump(mode="json"))
+    if state.num_prompts != len(prepared.prompts):
+        blocking.append(f"number of prompts: {state.num_prompts} -> {len(prepared.prompts)}")
+    if blocking:
+        raise ConfigError(
+            f"cannot resume from {found.path}: the run's data order or step definition changed ("
+            + "; ".join(blocking[:6])
+            + "); restore those settings, or start a new run with another --run-dir"
+        )
+    for line in harmless:
+        log.warning("resuming with a changed setting: %s", line)
+    return found, state
+
+
 class RunSession:
     """One attempt at the run with one set of actors: restore, then the step loop."""
 
     def __init__(self, prepared: PreparedRun, actors, on_step, faults: FaultCounters | None,
-                 after_failure: StageDied | None = None):
+                 after_failure: Exception | None = None):
         self.prepared = prepared
         self.config = prepared.config
         self.actors = actors
@@ -253,21 +287,13 @@ class RunSession:
 
     # ------------------------------------------------------------------ restore
 
-    def restore(self, resume: ResumeMode) -> int:
-        """Load the newest complete checkpoint (if any) into the learners and the sampler and
-        put the run folder's logs back at its step; returns the step to continue from."""
+    def restore(self, found: FoundCheckpoint | None, state: TrainerState | None) -> int:
+        """Load checkpoint `found` (if any) into the learners and the sampler and put the run
+        folder's logs back at its step; returns the step to continue from."""
         run_dir = self.prepared.run_dir
-        for partial in self.store.remove_partial():
-            log.warning("removed %s: a checkpoint whose writing never finished", partial.name)
-        found, _ = self.store.latest_valid()  # damaged ones are logged and set aside there
         metrics_file = run_dir / "metrics.jsonl"
         had_rows = metrics_file.is_file() and metrics_file.stat().st_size > 0
-        if found is None:
-            if resume == "require":
-                raise ConfigError(
-                    f"--resume: no complete checkpoint under {self.store.root}; run without --resume "
-                    f"to start this run from the beginning"
-                )
+        if found is None or state is None:
             dropped = restore_logs(run_dir, None)
             if had_rows or self.after_failure is not None:
                 self.faults.resumes += 1
@@ -275,8 +301,6 @@ class RunSession:
                 log.warning("no checkpoint to resume from: the run starts over from step 0; %d trained "
                             "batch(es) will be trained again", dropped)
             return 0
-        state = read_state(found.path)
-        self._check_compatible(found.path, state)
         self.controller.load_learners(found.path / "learner")
         if self._faults_from_checkpoint:
             self.faults = state.faults
@@ -298,21 +322,6 @@ class RunSession:
             "prompt is repeated or skipped", state.step, dropped, state.in_flight,
         )
         return state.step
-
-    def _check_compatible(self, folder: Path, state: TrainerState) -> None:
-        config = self.config
-        saved = (folder / "config.resolved.yaml").read_text()
-        blocking, harmless = config_changes(saved, config.model_dump(mode="json"))
-        if state.num_prompts != len(self.prepared.prompts):
-            blocking.append(f"number of prompts: {state.num_prompts} -> {len(self.prepared.prompts)}")
-        if blocking:
-            raise ConfigError(
-                f"cannot resume from {folder}: the run's data order or step definition changed ("
-                + "; ".join(blocking[:6])
-                + "); restore those settings, or start a new run with another --run-dir"
-            )
-        for line in harmless:
-            log.warning("resuming with a changed setting: %s", line)
 
     @staticmethod
     def _load_policy(folder: Path, version: int) -> WeightVersion:
@@ -398,12 +407,12 @@ class RunSession:
             self.controller.launch(batch, self.weights_cache[max(0, b - config.train.max_policy_lag)])
             self.next_launch += 1
 
-    def run(self, resume: ResumeMode) -> RunSummary:
+    def run(self, found: FoundCheckpoint | None, state: TrainerState | None) -> RunSummary:
         config = self.config
         controller = self.controller
         controller.wait_ready()
         controller.setup_learners()
-        first = self.restore(resume)
+        first = self.restore(found, state)
         report = self.prepared.data_report
         if first == 0 and self.resumed_from is None:
             log.info("data: %d rows read, %d bad rows skipped, %d overlong prompts truncated, %d dropped",

@@ -1,0 +1,195 @@
+"""Fuzzing what users hand the program: random YAML documents for the config loader and random
+lines for the dataset reader. Whatever the input, the only failure is the project's own
+ConfigError or DataError (never a traceback from deep inside), and YAML never runs code."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tip_ray.config.loader import ConfigError, load_pipeline
+from tip_ray.config.schema import JsonlData, PipelineConfig
+from tip_ray.data.prompts import DataError, read_prompt_rows
+
+# TIP_RAY_FUZZ_EXAMPLES=5000 for a longer hunt than the default suite's.
+FUZZ = settings(max_examples=int(os.environ.get("TIP_RAY_FUZZ_EXAMPLES", "100")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                        HealthCheck.too_slow])
+
+
+def schema_words() -> list[str]:
+    """Every field name and `type` tag of the config tree: keys a fuzzed document is likely to hit."""
+    from pydantic import BaseModel
+
+    seen: set[type] = set()
+    words: set[str] = set()
+
+    def visit(annotation) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation in seen:
+                return
+            seen.add(annotation)
+            for name, field in annotation.model_fields.items():
+                words.add(name)
+                if name == "type":
+                    words.update(str(a) for a in getattr(field.annotation, "__args__", ()))
+                visit(field.annotation)
+            return
+        for arg in getattr(annotation, "__args__", ()) or ():
+            visit(arg)
+
+    visit(PipelineConfig)
+    return sorted(words)
+
+
+WORDS = schema_words()
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=16), st.sampled_from(WORDS),
+)
+keys = st.one_of(st.sampled_from(WORDS + ["include"]), st.text(max_size=10), st.integers(), st.booleans())
+trees = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=6)),
+    max_leaves=40,
+)
+
+
+def valid_doc() -> dict:
+    return {
+        "name": "fuzz",
+        "models": {"student": {"type": "local", "path": "/s"}, "teacher": {"type": "local", "path": "/t"}},
+        "data": {"type": "jsonl", "path": "/d.jsonl"},
+        "selection": {"rule": {"type": "quadrant", "ratio": 0.5}},
+        "train": {"steps": 3},
+    }
+
+
+def load_text(tmp_path: Path, text: str):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        return load_pipeline(path)
+    except ConfigError as exc:
+        assert str(exc), "a ConfigError must say what is wrong"
+        return exc
+
+
+@FUZZ
+@given(doc=trees)
+def test_config_loader_random_documents(tmp_path, doc):
+    result = load_text(tmp_path, yaml.safe_dump(doc))
+    assert isinstance(result, (PipelineConfig, ConfigError))
+
+
+@FUZZ
+@given(text=st.text(max_size=300))
+def test_config_loader_random_text(tmp_path, text):
+    result = load_text(tmp_path, text)
+    assert isinstance(result, (PipelineConfig, ConfigError))
+
+
+@FUZZ
+@given(data=st.data())
+def test_config_loader_mutated_valid_documents(tmp_path, data):
+    """A valid document with one key set to a random value (or removed), at any depth."""
+    doc = valid_doc()
+    node = doc
+    while True:
+        key = data.draw(st.sampled_from(sorted(node) + ["<new>"]))
+        if key == "<new>":
+            node[data.draw(st.sampled_from(WORDS))] = data.draw(trees)
+            break
+        if isinstance(node[key], dict) and data.draw(st.booleans()):
+            node = node[key]
+            continue
+        if data.draw(st.booleans()):
+            del node[key]
+        else:
+            node[key] = data.draw(trees)
+        break
+    result = load_text(tmp_path, yaml.safe_dump(doc))
+    assert isinstance(result, (PipelineConfig, ConfigError))
+
+
+def test_yaml_cannot_run_code(tmp_path):
+    marker = tmp_path / "ran"
+    for tag in ("!!python/object/apply:os.system", "!!python/object/apply:subprocess.call"):
+        result = load_text(tmp_path, f"name: x\nmodels: {tag} [['touch', '{marker}']]\n")
+        assert isinstance(result, ConfigError) and "not valid YAML" in str(result)
+    assert not marker.exists()
+
+
+# Inputs that blow Python's recursion limit: the loader and the reader do not yet turn them into
+# their own errors (a RecursionError escapes). Kept here so that the fix shows up as XPASS.
+@pytest.mark.xfail(raises=RecursionError, strict=True, reason="tip_ray/config/loader.py lets RecursionError escape")
+@pytest.mark.parametrize("text", ["a: " + "[" * 20000, "a: &a [*a, *a]\nname: *a\n"], ids=["deep", "self-alias"])
+def test_config_loader_pathological_nesting(tmp_path, text):
+    assert isinstance(load_text(tmp_path, text), ConfigError)
+
+
+# --------------------------------------------------------------------------- dataset reader
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
+rows = st.one_of(
+    st.fixed_dictionaries({"prompt": st.one_of(st.text(max_size=30), json_values)},
+                          optional={"answer": json_values, "other": json_values}).map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=60).filter(lambda s: "\n" not in s and "\r" not in s),
+)
+
+
+def read(tmp_path: Path, content: bytes, bad_rows: str):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(content)
+    source = JsonlData(type="jsonl", path=str(path), bad_rows=bad_rows)
+    try:
+        return read_prompt_rows(source)
+    except DataError as exc:
+        # The message names the file (and the line, when one line is at fault).
+        assert str(path) in str(exc) or "no usable rows" in str(exc), str(exc)
+        return exc
+
+
+@FUZZ
+@given(lines=st.lists(rows, max_size=12), bad_rows=st.sampled_from(["error", "skip"]))
+def test_dataset_reader_random_lines(tmp_path, lines, bad_rows):
+    result = read(tmp_path, "\n".join(lines).encode("utf-8", "surrogatepass"), bad_rows)
+    if isinstance(result, DataError):
+        named = re.search(r"rows\.jsonl:(\d+)", str(result))
+        if named and bad_rows == "error":
+            assert 1 <= int(named.group(1)) <= len(lines)
+        return
+    found, report = result
+    assert all(isinstance(r.prompt, str) and r.prompt.strip() for r in found)
+    if bad_rows == "skip":
+        non_blank = sum(1 for line in lines if line.strip())
+        assert len(found) + len(report.skipped_bad) == non_blank
+
+
+@FUZZ
+@given(content=st.binary(max_size=200), bad_rows=st.sampled_from(["error", "skip"]))
+def test_dataset_reader_random_bytes(tmp_path, content, bad_rows):
+    result = read(tmp_path, content, bad_rows)
+    assert isinstance(result, (DataError, tuple))
+
+
+@pytest.mark.xfail(raises=RecursionError, strict=True, reason="tip_ray/data/prompts.py lets RecursionError escape")
+def test_dataset_reader_pathological_nesting(tmp_path):
+    assert isinstance(read(tmp_path, b'{"prompt": ' + b"[" * 100000 + b"}\n", "error"), DataError)
+
+
+def test_nan_literals_in_a_row_are_a_clear_error(tmp_path):
+    result = read(tmp_path, b'{"prompt": NaN}\n', "error")
+    assert isinstance(result, DataError) and "rows.jsonl:1" in str(result)
