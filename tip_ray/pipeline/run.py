@@ -193,6 +193,7 @@ def run_pipeline(
             reaper = start_reaper(embedded_session_dir())
         faults: FaultCounters | None = None
         failure: Exception | None = None
+        resumed_here = 0  # automatic resumes by this process (the limit is per process)
         while True:
             actors = None
             session = None
@@ -203,16 +204,17 @@ def run_pipeline(
                 return session.run(found, state)
             except (StageDied, StageTimeout) as exc:
                 faults = session.faults if session is not None else (faults or FaultCounters())
-                if faults.automatic_resumes >= config.train.max_resumes:
+                if resumed_here >= config.train.max_resumes:
                     raise RunFailed(
-                        f"{exc}; the run already resumed by itself {faults.automatic_resumes} time(s) "
+                        f"{exc}; the run already resumed by itself {resumed_here} time(s) "
                         f"(train.max_resumes={config.train.max_resumes}); its checkpoints are under "
                         f"{prepared.run_dir / 'checkpoints'}: `tip-ray run ... --resume` continues it"
                     ) from exc
+                resumed_here += 1
                 faults.automatic_resumes += 1
                 failure = exc
                 log.warning("%s; stopping every actor and resuming from the last checkpoint "
-                            "(automatic resume %d of at most %d)", exc, faults.automatic_resumes,
+                            "(automatic resume %d of at most %d)", exc, resumed_here,
                             config.train.max_resumes)
                 found, state = find_checkpoint(prepared, "auto")
             finally:
