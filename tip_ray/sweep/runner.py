@@ -81,7 +81,8 @@ def run_sweep(loaded: LoadedSweep, *, address: str | None = None, log=print) -> 
     report_dir.mkdir(parents=True, exist_ok=True)
     results_path = report_dir / "results.jsonl"
     done = {(r.label, r.seed) for r in read_results(results_path)}
-    todo = [(run, seed) for run in loaded.spec.runs for seed in loaded.spec.seeds if (run.label, seed) not in done]
+    # Seed-major order: an interrupted sweep has seen every variant before repeating any.
+    todo = [(run, seed) for seed in loaded.spec.seeds for run in loaded.spec.runs if (run.label, seed) not in done]
     log(f"sweep {loaded.path.name}: {len(todo)} runs to do, {len(done)} already done")
     started = init_ray(loaded.base, address)
     try:
