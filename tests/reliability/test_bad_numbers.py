@@ -122,6 +122,7 @@ def nan_teacher(pair, folder):
     return folder
 
 
+@pytest.mark.slow  # a whole run (~1 min); the skip itself is covered above, the stop here
 @pytest.mark.timeout(600)
 def test_nan_teacher_stops_the_run(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.config import load_pipeline

@@ -68,6 +68,7 @@ def full_weights(ray, ranks) -> dict[str, torch.Tensor]:
     return ray.get([r.full_state_dict.remote() for r in ranks])[0]
 
 
+@pytest.mark.slow  # five learner actors (~1 min); the runs in the default suite use one rank
 @pytest.mark.timeout(600)
 def test_sharded_checkpoint_restores_exactly_and_reshards(ray_local, fixed):
     ray = ray_local
