@@ -30,9 +30,10 @@ def run_cli(tmp_path, doc, capsys) -> str:
 
 
 def alive_actors() -> int:
-    from ray.util.state import list_actors
+    """Alive actors of the Ray this process is connected to (read from its GCS, no dashboard)."""
+    import ray
 
-    return len(list_actors(filters=[("state", "=", "ALIVE")]))
+    return sum(1 for a in ray._private.state.actors().values() if a["State"] == "ALIVE")
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ def _read_yaml(path: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a configuration") from None
 
 
 def _resolve_include(ref: Any, including_file: Path, key_path: str) -> Path:
@@ -109,7 +111,11 @@ def load_yaml_tree(path: str | Path) -> dict:
         raise ConfigError(f"{file}: the file is empty; a pipeline needs at least name, models, data")
     if not isinstance(doc, dict):
         raise ConfigError(f"{file}: the top level must be a mapping, got {type(doc).__name__}")
-    return _expand(doc, file, "", 0, (file,))
+    try:
+        return _expand(doc, file, "", 0, (file,))
+    except RecursionError:
+        # A self-referencing alias (&a [*a]) or absurd nesting: no configuration looks like that.
+        raise ConfigError(f"{file}: nested too deeply (or refers to itself through an alias)") from None
 
 
 def _members(annotation: Any) -> list[Any]:

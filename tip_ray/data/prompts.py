@@ -67,6 +67,8 @@ def _read_jsonl(source: JsonlData, report: ReadReport) -> list[PromptRow]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            except RecursionError:
+                raise DataError(f"{where}: nested too deeply to be a prompt row") from None
             prompt, answer = _row_from_mapping(obj, where, source)
         except DataError as exc:
             if source.bad_rows == "skip":
