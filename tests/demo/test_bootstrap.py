@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -39,6 +40,25 @@ def test_sft_lowers_held_out_loss():
     assert after < 0.8 * before, (before, after)
 
 
+def test_training_stops_at_the_first_check_that_reaches_the_target():
+    tokenizer = build_char_tokenizer(task.ALPHABET)
+    model = build_tiny_model(SMALL, len(tokenizer), seed=0)
+    settings = SFTSettings(steps=50, batch_size=4, target_accuracy=0.0, check_every=3, check_from=5, check_size=4)
+    outcome = sft_train(model, tokenizer, settings, progress=False)
+    assert outcome.steps == 6 and outcome.validation_accuracy == 0.0
+    plain = sft_train(model, tokenizer, SFTSettings(steps=2, batch_size=4), progress=False)
+    assert plain.steps == 2 and plain.validation_accuracy is None
+
+
+def test_learning_rate_schedules():
+    cosine = SFTSettings(steps=100, lr=1.0, warmup_steps=10)
+    constant = SFTSettings(steps=100, lr=1.0, warmup_steps=10, schedule="constant")
+    assert bootstrap._learning_rate(cosine, 0) == pytest.approx(0.1 * 1.0)  # warm-up, first step
+    assert bootstrap._learning_rate(cosine, 9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.09)) * 0.9 + 0.1)
+    assert bootstrap._learning_rate(cosine, 100) == pytest.approx(0.1)  # decayed to 10%
+    assert [bootstrap._learning_rate(constant, s) for s in (9, 50, 99)] == [1.0, 1.0, 1.0]
+
+
 def test_labels_cover_only_the_solution_and_eos():
     tokenizer = build_char_tokenizer(task.ALPHABET)
     problems = task.make_problems(3, seed=0)
@@ -53,7 +73,8 @@ def test_labels_cover_only_the_solution_and_eos():
 
 def test_cache_is_built_once_then_reused(tmp_path):
     cache = tmp_path / "demo"
-    models = ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
+    with pytest.warns(UserWarning, match="off target"):  # 3 steps of training make no teacher
+        models = ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
     marker = cache / bootstrap.MARKER_FILE
     assert marker.is_file()
     record = json.loads(marker.read_text())
@@ -70,6 +91,7 @@ def test_cache_is_built_once_then_reused(tmp_path):
     assert (models.teacher_path / "model.safetensors").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.filterwarnings("ignore:demo models off target")
 def test_incomplete_cache_is_rebuilt(tmp_path):
     cache = tmp_path / "demo"
     ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
@@ -87,6 +109,16 @@ def test_a_folder_with_foreign_files_is_never_deleted(tmp_path):
     with pytest.raises(RuntimeError, match="did not write"):
         ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
     assert (cache / "notes.txt").read_text() == "mine"
+
+
+def test_thread_count_can_be_set(monkeypatch):
+    monkeypatch.setenv("TIP_RAY_DEMO_THREADS", "3")
+    assert bootstrap.training_threads() == 3
+    monkeypatch.setenv("TIP_RAY_DEMO_THREADS", "many")
+    with pytest.raises(ValueError, match="TIP_RAY_DEMO_THREADS"):
+        bootstrap.training_threads()
+    monkeypatch.delenv("TIP_RAY_DEMO_THREADS")
+    assert 1 <= bootstrap.training_threads() <= bootstrap.available_cpus()
 
 
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):

@@ -33,6 +33,9 @@ ALPHABET = "0123456789+=,# "
 TRAIN_SEED = 0
 EVAL_SEED = 1
 EVAL_SIZE = 500
+# A third split, for decisions taken while training (when to stop), so the reported held-out
+# accuracy is not selected on.
+VALIDATION_SEED = 2
 
 _ANSWER_RE = re.compile(re.escape(ANSWER_MARKER) + r"\s*([+-]?\d+)")
 
