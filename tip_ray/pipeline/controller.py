@@ -32,7 +32,7 @@ import ray
 
 from tip_ray.pipeline.placement import actor_options, learner_placement_group, plan_placement
 from tip_ray.pipeline.prepare import PreparedRun
-from tip_ray.pipeline.stages import learner_settings, rollout_settings, scorer_settings, selector_settings
+from tip_ray.pipeline.stages import learner_settings, rollout_settings, selector_settings, teacher_stage
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
 
@@ -146,8 +146,6 @@ def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = ""
     from tip_ray.learner.rank import LearnerRank
     from tip_ray.rollout.worker import RolloutWorker
     from tip_ray.select.selector import Selector
-    from tip_ray.teacher.scorer import TeacherScorer
-
     config = prepared.config
     plans = plan_placement(config)
 
@@ -160,12 +158,15 @@ def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = ""
         .remote(rollout_settings(prepared, plans["rollout"], i))
         for i in range(config.rollout.num_workers)
     ]
-    scorers = [
-        ray.remote(tracked(TeacherScorer))
-        .options(**actor_options(plans["teacher"], max_restarts=max_restarts, name=named("teacher", i)))
-        .remote(scorer_settings(prepared, plans["teacher"], i))
-        for i in range(config.teacher.num_scorers)
-    ]
+    scorers = []
+    for i in range(config.teacher.num_scorers):
+        # Hugging Face, or a vLLM engine when teacher.backend is vllm (top-k signals only).
+        scorer_cls, args, kwargs = teacher_stage(prepared, plans["teacher"], i)
+        scorers.append(
+            ray.remote(tracked(scorer_cls))
+            .options(**actor_options(plans["teacher"], max_restarts=max_restarts, name=named("teacher", i)))
+            .remote(*args, **kwargs)
+        )
     selector = (
         ray.remote(tracked(Selector))
         .options(**actor_options(plans["selector"], max_restarts=max_restarts, name=named("selector", 0)))
