@@ -40,12 +40,11 @@ def rollout_settings(prepared: PreparedRun, plan: RolePlacement, index: int) -> 
 
 def context_length(prepared: PreparedRun) -> int:
     """Prompt + response budget of the run, within the student's position window."""
-    import json
-    from pathlib import Path
+    from tip_ray.models.loading import read_model_config
 
     c = prepared.config
     budget = c.data.max_prompt_tokens + c.rollout.sampling.max_new_tokens
-    config = json.loads((Path(prepared.student_path) / "config.json").read_text())
+    config = read_model_config(prepared.student_path)
     window = config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
     return min(budget, int(window)) if window else budget
 
