@@ -14,7 +14,9 @@ DEFAULT_PIPELINE = REPO / "pipelines" / "demo.yaml"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="bootstrap the demo models (cached) and run the demo distillation")
     p.add_argument("--pipeline", default=str(DEFAULT_PIPELINE), help="demo pipeline YAML")
-    p.add_argument("--run-dir", default=None, help="run folder (default: runs/demo)")
+    p.add_argument("--run-dir", default=None,
+                   help="run folder (default: a new runs/demo-<date>-<time>, so each demo starts fresh; "
+                        "give an existing folder to continue it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     p.set_defaults(handler=handle)
 
@@ -38,7 +40,9 @@ def handle(args: argparse.Namespace) -> int:
           f"{config.selection.rule.ratio:.0%}, {config.train.steps} steps, local Ray", flush=True)
     from tip_ray.pipeline.run import run_pipeline
 
-    summary = run_pipeline(config, run_dir=args.run_dir)
+    # A demo starts over each time: a fixed folder would silently resume the last demo's final step.
+    run_dir = args.run_dir or str(REPO / "runs" / time.strftime("demo-%Y%m%d-%H%M%S"))
+    summary = run_pipeline(config, run_dir=run_dir)
     evals = dict(summary.evals)
     before = evals.get(0)
     after = evals.get(summary.steps)
