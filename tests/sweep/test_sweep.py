@@ -55,6 +55,17 @@ def test_table_is_mean_and_std_over_seeds():
     assert lines[3].startswith("| b | 1 |") and "0.300 ± 0.000" in lines[3]
 
 
+def test_regenerating_the_report_keeps_the_hand_written_discussion(tmp_path):
+    from tip_ray.sweep.report import DISCUSSION_FILE, write_report
+
+    records = [record("a", 0, 0.2, 0.5, 100), record("a", 1, 0.2, 0.7, 300)]
+    (tmp_path / DISCUSSION_FILE).write_text("## Discussion\n\nWhy a beats nothing.\n")
+    for _ in range(2):  # a second --report-only run must not drop or repeat it
+        text = write_report(records, ["a"], tmp_path, command="tip-ray sweep x", token_map=None).read_text()
+        assert text.count("Why a beats nothing.") == 1
+        assert text.index("| a | 2 |") < text.index("## Discussion")
+
+
 @pytest.mark.slow
 def test_sweep_runs_and_writes_its_report(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.sweep.report import write_report

@@ -108,6 +108,9 @@ def plot_token_map(token_map: TokenMap, out: Path) -> None:
     plt.close(fig)
 
 
+DISCUSSION_FILE = "discussion.md"
+
+
 def write_report(records: Sequence[RunRecord], order: Sequence[str], report_dir: Path, *,
                  command: str, token_map: TokenMap | None, notes: str = "") -> Path:
     groups = group(records, order)
@@ -133,6 +136,10 @@ def write_report(records: Sequence[RunRecord], order: Sequence[str], report_dir:
         lines += ["![entropy vs divergence](token_map.png)", ""]
     if notes:
         lines += [notes, ""]
+    # Written by people, not by the sweep: kept in its own file so regenerating never loses it.
+    discussion = report_dir / DISCUSSION_FILE
+    if discussion.is_file():
+        lines += [discussion.read_text().rstrip(), ""]
     out = report_dir / "README.md"
     out.write_text("\n".join(lines))
     return out
