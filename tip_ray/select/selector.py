@@ -60,7 +60,9 @@ def merge_scored(shards: Sequence[ScoredBatch]) -> ScoredBatch:
     def pad(t: torch.Tensor, value) -> torch.Tensor:
         return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
 
-    pad_id = int(rollouts[0].input_ids[rollouts[0].attention_mask == 0].flatten()[:1].tolist() or [0])
+    # Any id the shards already pad with (padded positions are masked out; the id only has to exist).
+    padding = torch.cat([r.input_ids[r.attention_mask == 0] for r in rollouts])
+    pad_id = int(padding[0]) if padding.numel() else 0
     merged = RolloutBatch(
         batch_id=rollouts[0].batch_id,
         policy_version=min(r.policy_version for r in rollouts),
