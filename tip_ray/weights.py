@@ -41,6 +41,12 @@ class VersionedWeights:
         self.version = 0
         self.loads = 0
 
+    def received(self, version: int) -> None:
+        """Weights of `version` arrived by another way (a broadcast): later calls with that
+        version need not load them again."""
+        self.version = version
+        self.loads += 1
+
     def ensure(self, handle: WeightVersion) -> None:
         if handle.version == self.version and (handle.refs is None or self.loads > 0):
             return

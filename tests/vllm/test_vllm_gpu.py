@@ -103,11 +103,11 @@ BROADCASTER = textwrap.dedent(
     """
     import sys, torch
     from safetensors.torch import load_file
-    from tip_ray.rollout.vllm_sync import WeightBroadcaster
+    from tip_ray.broadcast import BroadcastGroup, GroupAddress
     port, weights = int(sys.argv[1]), sys.argv[2]
     torch.cuda.set_device(1)
-    sender = WeightBroadcaster("127.0.0.1", port, world_size=2, device=1)
-    sender.broadcast(load_file(weights))
+    sender = BroadcastGroup(GroupAddress("127.0.0.1", port, 2, "nccl"), 0, device="cuda:1")
+    sender.send(load_file(weights))
     print("SENT", flush=True)
     """
 )
@@ -116,23 +116,22 @@ BROADCASTER = textwrap.dedent(
 @needs_gpus(2)
 def test_nccl_broadcast_from_a_learner_process(gpu_backend, student_dir, prompt_ids, tmp_path):
     """Learner rank 0 (a separate process on GPU 1) broadcasts; the engine on GPU 0 receives."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    from tip_ray.rollout.vllm_sync import free_port, tensor_specs
+    from tip_ray.broadcast import GroupAddress, free_port
 
     _, model = student_dir
     trained = perturbed(model, seed=17)
     weights = tmp_path / "weights.safetensors"
     save_file({k: v.contiguous() for k, v in trained.state_dict().items() if k != "lm_head.weight"}, str(weights))
-    specs = tensor_specs(load_file(str(weights)))
     port = free_port()
     sender = subprocess.Popen(
         [sys.executable, "-c", BROADCASTER, str(port), str(weights)],
         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, text=True,
     )
     try:
-        gpu_backend.join_broadcast_group("127.0.0.1", port, rank_offset=1, world_size=2)
-        gpu_backend.receive_broadcast(specs)
+        gpu_backend.join_broadcast_group(GroupAddress("127.0.0.1", port, 2, "nccl"), rank_offset=1)
+        gpu_backend.receive_broadcast()
         out, _ = sender.communicate(timeout=300)
         assert "SENT" in out
     finally:

@@ -16,7 +16,8 @@ require_vllm()
 pytestmark = pytest.mark.vllm
 
 
-def test_pipeline_steps_with_vllm_rollouts(tmp_path, demo_prompts):
+@pytest.mark.parametrize("weight_sync", ["object_store", "broadcast"])
+def test_pipeline_steps_with_vllm_rollouts(tmp_path, demo_prompts, weight_sync):
     import ray
 
     from tip_ray.pipeline.run import run_pipeline
@@ -30,7 +31,7 @@ def test_pipeline_steps_with_vllm_rollouts(tmp_path, demo_prompts):
         pair, demo_prompts, tmp_path / "run",
         rollout={"backend": {"type": "vllm", "kv_cache_space_gib": 1}, "num_workers": 1,
                  "prompts_per_step": 4, "samples_per_prompt": 2,
-                 "sampling": {"temperature": 1.0, "max_new_tokens": 24}},
+                 "sampling": {"temperature": 1.0, "max_new_tokens": 24}, "weight_sync": weight_sync},
         train={"steps": 2, "seed": 0, "stage_timeout_s": 300, "max_policy_lag": 0},
         cluster={"address": "local", "num_cpus": 2},
     )
@@ -42,6 +43,7 @@ def test_pipeline_steps_with_vllm_rollouts(tmp_path, demo_prompts):
     # Step 2's rollouts came from the weights step 1 produced: synced into the running engine.
     assert all(r["policy_lag"] == 0 for r in steps)
     assert all(r["response_tokens"] > 0 for r in steps)
+    assert all(r["weight_sync"] == weight_sync for r in steps)
 
 
 def test_pipeline_steps_with_a_vllm_teacher(tmp_path, demo_prompts):

@@ -104,6 +104,43 @@ def test_greedy_equals_hugging_face_before_and_after_a_weight_sync(backend, stud
     assert backend.generate(prompt_ids, greedy) == before
 
 
+def test_weights_broadcast_over_gloo_reach_the_engine(backend, student_dir, prompt_ids):
+    """rollout.weight_sync: broadcast on CPU: a sender (learner rank 0's role, here a thread)
+    broadcasts over gloo; the engine's worker reloads tensor by tensor and then decodes exactly
+    as Hugging Face does with the sent weights."""
+    import threading
+
+    from tip_ray.broadcast import BroadcastGroup, GroupAddress, free_port
+
+    _, model = student_dir
+    trained = perturbed(model, seed=23)
+    sent = {k: v.clone() for k, v in trained.state_dict().items()}
+    address = GroupAddress("127.0.0.1", free_port(), world_size=2, transport="gloo", timeout_s=60)
+    outcome: dict = {}
+
+    def sender() -> None:
+        try:
+            group = BroadcastGroup(address, 0)
+            outcome["joined"] = True
+            outcome["bytes"] = group.send(sent)
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    try:
+        assert backend.join_broadcast_group(address, rank_offset=1) == [1]
+        assert backend.receive_broadcast() == len(sent)
+    finally:
+        thread.join(60)
+    assert "error" not in outcome, outcome
+    assert outcome["bytes"] == sum(t.numel() * t.element_size() for t in sent.values())
+    greedy = SamplingRequest(temperature=0.0, top_p=1.0, max_new_tokens=20, n=1, seed=0)
+    expected = _hf_backend(trained).generate(prompt_ids, greedy)
+    assert [s.response_ids for s in backend.generate(prompt_ids, greedy)] == [s.response_ids for s in expected]
+    backend.load_weights(model.state_dict())  # the module's engine back to the original weights
+
+
 def test_a_tied_head_that_differs_from_the_embedding_is_refused(backend, student_dir):
     _, model = student_dir
     state = dict(model.state_dict())

@@ -144,6 +144,14 @@ class RolloutConfig(Strict):
     prompts_per_step: int = Field(default=8, gt=0, description="Prompts in one update batch.")
     samples_per_prompt: int = Field(default=4, gt=0, description="Responses sampled per prompt.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    weight_sync: Literal["auto", "object_store", "broadcast"] = Field(
+        default="auto",
+        description="How new weights reach the rollout workers after an update. object_store: "
+        "learner rank 0's gathered state dict through Ray's object store (works everywhere); "
+        "broadcast: learner rank 0 broadcasts tensor by tensor to every engine over a group of "
+        "its own (NCCL on GPU pools, gloo on CPU); auto: broadcast when rollout workers have "
+        "GPUs, else object_store.",
+    )
 
 
 # --------------------------------------------------------------------------- teacher

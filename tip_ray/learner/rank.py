@@ -127,6 +127,7 @@ class LearnerRank:
         self.rank = rank
         self.settings = settings
         self.memory = PeakMemory()
+        self.weight_group = None  # rank 0's broadcast group to the rollout engines, if any
 
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's reachable address and a free port, for the process group's rendezvous."""
@@ -257,8 +258,9 @@ class LearnerRank:
         dist.all_reduce(squares)
         return float(squares.sqrt())
 
-    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
-        """Gather the full weights (every rank must call); rank 0 returns them, others None."""
+    def full_state_dict(self, broadcast: bool = False) -> dict[str, torch.Tensor] | None:
+        """Gather the full weights (every rank must call); rank 0 returns them, others None.
+        With `broadcast`, rank 0 also sends them to its weight group's receivers first."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         state = get_model_state_dict(
@@ -266,7 +268,22 @@ class LearnerRank:
         )
         if self.rank != 0:
             return None
-        return {k.removeprefix("lm."): v for k, v in state.items()}
+        state = {k.removeprefix("lm."): v for k, v in state.items()}
+        if broadcast:
+            if self.weight_group is None:
+                raise RuntimeError("weight broadcast: learner rank 0 has no weight group; call join_weight_group first")
+            self.weight_group.send(state)
+        return state
+
+    def join_weight_group(self, address) -> int:
+        """Rank 0: open (or replace) the broadcast group to the rollout engines as its sender."""
+        from tip_ray.broadcast import BroadcastGroup
+
+        if self.rank != 0:
+            raise RuntimeError("weight broadcast: only learner rank 0 sends weights")
+        self.weight_group = None  # leave the older group first
+        self.weight_group = BroadcastGroup(address, 0, device=self.device if address.transport == "nccl" else "cpu")
+        return 0
 
     def save_checkpoint(self, folder: str) -> list[str]:
         """Write this rank's part of a checkpoint into `folder` (every rank calls it together):

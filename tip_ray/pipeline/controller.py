@@ -10,6 +10,11 @@ references in flight. With `max_policy_lag` L, the batch consumed at step s is s
 weights of version >= s - L: batch b is sampled with version max(0, b - L) and launched as soon
 as that version is published, so up to L + 1 batches are in flight while the learner works.
 
+Weight sync (rollout.weight_sync): the gathered weights always go into the object store once
+(the selector, evaluation and restarted actors read them there); with `broadcast`, learner rank 0
+also sends them straight to every rollout engine over a group of its own (NCCL or gloo), and the
+engines mark that version as held, so their next call loads nothing.
+
 Faults: rollout, teacher and selector actors are restarted by Ray (train.max_actor_restarts) and
 a call they had in flight is retried on the new actor. Every stage call carries the weight
 version it must use (see tip_ray.weights), so a restarted actor catches up by itself and a
@@ -21,6 +26,7 @@ once, naming the stage; one that does not answer raises StageTimeout, naming it 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -30,11 +36,14 @@ from typing import Any
 
 import ray
 
+from tip_ray.broadcast import GroupAddress
 from tip_ray.pipeline.placement import actor_options, learner_placement_group, plan_placement
 from tip_ray.pipeline.prepare import PreparedRun
 from tip_ray.pipeline.stages import learner_settings, rollout_settings, selector_settings, teacher_stage
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
+
+log = logging.getLogger("tip_ray")
 
 
 class StageTimeout(RuntimeError):
@@ -246,6 +255,16 @@ def wait_ready_refs(refs, stage: str, timeout_s: float) -> None:
         raise _timeout_error(stage, timeout_s)
 
 
+def weight_sync_mode(config) -> tuple[bool, str]:
+    """(broadcast?, transport) for rollout.weight_sync: NCCL when both ends hold GPUs, else gloo."""
+    plans = plan_placement(config)
+    rollout_gpus = plans["rollout"].num_gpus > 0
+    mode = config.rollout.weight_sync
+    broadcast = mode == "broadcast" or (mode == "auto" and rollout_gpus)
+    transport = "nccl" if rollout_gpus and plans["learner"].num_gpus > 0 else "gloo"
+    return broadcast, transport
+
+
 class Controller:
     """Launches batches through the stages and consumes them in step order."""
 
@@ -259,6 +278,8 @@ class Controller:
         self._next_scorer = 0
         self.incarnations: dict[str, str] = {}  # actor name -> incarnation last seen
         self.restarts: dict[str, int] = {}  # actor name -> restarts seen
+        self.broadcast_weights, self.weight_transport = weight_sync_mode(config)
+        self._weight_group_members: list[str] | None = None  # rollout incarnations in the group
 
     def setup_learners(self) -> None:
         host, port = wait_stage(self.actors.learners[0].rendezvous_address.remote(), "learner", self.timeout)
@@ -329,9 +350,39 @@ class Controller:
         return results[0]
 
     def publish_weights(self, version: int) -> WeightVersion:
-        states = wait_all([r.full_state_dict.remote() for r in self.actors.learners], "learner", self.timeout)
+        """Gather the learners' weights as policy `version`; with weight broadcast, rank 0 also
+        sends them to every rollout engine now. The object store keeps one copy either way: the
+        selector, evaluation and a restarted rollout worker read it."""
+        learners = self.actors.learners
+        if not self.broadcast_weights:
+            states = wait_all([r.full_state_dict.remote() for r in learners], "learner", self.timeout)
+        else:
+            self.ensure_weight_group()
+            gathers = [r.full_state_dict.remote(broadcast=True) for r in learners]
+            receives = [w.receive_weights.remote(version) for w in self.actors.rollouts]
+            # One group: a member that fails leaves the others blocked in the broadcast.
+            states = wait_all([*gathers, *receives], "weight broadcast", self.timeout)[: len(learners)]
         # Put the gathered weights in the object store once; every stage reads the same copy.
         return WeightVersion(version=version, refs=(ray.put(states[0]),))
+
+    def ensure_weight_group(self) -> None:
+        """(Re)form learner rank 0's broadcast group with every rollout worker: at the first sync
+        and after Ray restarted a rollout worker (a new process is not in the old group)."""
+        rollouts = self.actors.rollouts
+        members = wait_stage([w.incarnation.remote() for w in rollouts], "rollout", self.timeout)
+        if members == self._weight_group_members:
+            return
+        ranks = wait_stage([w.broadcast_ranks.remote() for w in rollouts], "rollout", self.timeout)
+        host, port = wait_stage(self.actors.learners[0].rendezvous_address.remote(), "learner", self.timeout)
+        address = GroupAddress(host, port, world_size=1 + sum(ranks), transport=self.weight_transport,
+                               timeout_s=self.timeout)
+        offsets = [1 + sum(ranks[:i]) for i in range(len(rollouts))]
+        joins = [self.actors.learners[0].join_weight_group.remote(address)]
+        joins += [w.join_weight_group.remote(address, offset) for w, offset in zip(rollouts, offsets)]
+        wait_all(joins, "weight broadcast group", self.timeout)
+        if self._weight_group_members is not None:
+            log.info("weight broadcast group formed again (a rollout worker was restarted)")
+        self._weight_group_members = members
 
     def save_learners(self, folder) -> list[str]:
         """Every rank writes its shard of the learner state into `folder` (on storage it can reach)."""

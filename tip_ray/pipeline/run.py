@@ -446,7 +446,9 @@ class RunSession:
                             "call in flight was redone with the same weights and seed", name,
                             controller.restarts[name], config.train.max_actor_restarts)
             result = controller.train(item.selected_ref)
+            sync_start = time.perf_counter()
             weights = controller.publish_weights(step + 1)
+            sync_seconds = time.perf_counter() - sync_start
             self.weights_cache[step + 1] = weights
             for version in [v for v in self.weights_cache if v < step + 1 - controller.lag]:
                 del self.weights_cache[version]
@@ -465,6 +467,8 @@ class RunSession:
                 accuracy=batch_accuracy(rollouts, batch, grade),
             )
             row["prompt_rows"] = list(batch.prompt_rows)
+            row["weight_sync"] = "broadcast" if controller.broadcast_weights else "object_store"
+            row["weight_sync_seconds"] = sync_seconds
             row.update(self._count_step(result, rollouts, step))
             if evaluator is not None and evaluator.due(step + 1, total):
                 row["eval_accuracy"] = self._evaluate(evaluator, weights, step + 1)

@@ -12,6 +12,8 @@ from typing import Mapping, Protocol, Sequence
 
 import torch
 
+from tip_ray.broadcast import GroupAddress
+
 
 @dataclass(frozen=True)
 class SamplingRequest:
@@ -40,6 +42,16 @@ class RolloutBackend(Protocol):
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Replace the weights with a full (gathered) state dict, without restarting."""
+        ...
+
+    # Weight broadcast (rollout.weight_sync: broadcast): group members this backend adds, joining
+    # learner rank 0's group, and taking one broadcast of the full weights in place.
+    broadcast_ranks: int
+
+    def join_broadcast_group(self, address: GroupAddress, rank_offset: int) -> list[int]:
+        ...
+
+    def receive_broadcast(self) -> int:
         ...
 
     def close(self) -> None:

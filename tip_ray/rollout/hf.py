@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from tip_ray.broadcast import BroadcastGroup, GroupAddress
 from tip_ray.rollout.backend import Sample, SamplingRequest
 
 
@@ -30,6 +31,7 @@ class HFGenerateBackend:
         self.pad_token_id = pad_token_id
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
+        self.group: BroadcastGroup | None = None
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], request: SamplingRequest) -> list[Sample]:
@@ -85,6 +87,32 @@ class HFGenerateBackend:
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         load_full_state_dict(self.model, state_dict)
+
+    broadcast_ranks = 1  # one process holds the whole model
+
+    def join_broadcast_group(self, address: GroupAddress, rank_offset: int) -> list[int]:
+        self.group = None  # leave any older group first
+        device = self.device if address.transport == "nccl" else "cpu"
+        self.group = BroadcastGroup(address, rank_offset, device=device)
+        return [rank_offset]
+
+    @torch.no_grad()
+    def receive_broadcast(self) -> int:
+        """Copy each tensor learner rank 0 broadcasts into the parameter of the same name."""
+        if self.group is None:
+            raise RuntimeError("weight broadcast: receive before joining learner rank 0's group")
+        targets = self.model.state_dict(keep_vars=True)  # tied weights: two names, one tensor
+        unknown, count = [], 0
+        for name, tensor in self.group.receive():  # drained whole: every rank posts every broadcast
+            count += 1
+            target = targets.get(name)
+            if target is None or tuple(target.shape) != tuple(tensor.shape):
+                unknown.append(name)
+                continue
+            target.copy_(tensor)
+        if unknown:
+            raise ValueError(f"weight broadcast: tensors the model does not have (or of another shape): {unknown[:5]}")
+        return count
 
     def close(self) -> None:
         self.model = None

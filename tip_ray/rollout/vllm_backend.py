@@ -10,8 +10,9 @@ request's, so a batch is sampled the same way on every retry.
 
 Weights: ``load_weights`` reloads a full Hugging Face-named state dict in place through the
 worker extension (tip_ray/rollout/vllm_sync.py) and drops the prefix cache, whose KV blocks were
-computed with the old weights. On GPU the same extension receives an NCCL broadcast from learner
-rank 0 instead (``join_broadcast_group`` / ``receive_broadcast``).
+computed with the old weights. With ``rollout.weight_sync: broadcast`` the same extension receives
+the weights from learner rank 0 over a broadcast group instead (NCCL on GPU, gloo on CPU;
+``join_broadcast_group`` / ``receive_broadcast``).
 
 Engine mode: the engine core runs inside this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): it
 starts in seconds on CPU and ``collective_rpc`` hands the state dict over by reference. With
@@ -33,7 +34,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from tip_ray.rollout.backend import Sample, SamplingRequest
-from tip_ray.rollout.vllm_sync import EXTENSION_QUALNAME, TensorSpec
+from tip_ray.broadcast import GroupAddress
+from tip_ray.rollout.vllm_sync import EXTENSION_QUALNAME
 
 _GIB = 1 << 30
 
@@ -426,19 +428,28 @@ class VLLMBackend:
             if not isinstance(tensor, torch.Tensor):
                 raise TypeError(f"weight sync: {name} is a {type(tensor).__name__}, not a tensor")
 
-    def join_broadcast_group(self, host: str, port: int, rank_offset: int, world_size: int) -> list[int]:
-        """GPU: join learner rank 0's NCCL broadcast group (blocks until every rank joined)."""
-        return self.llm.collective_rpc(
-            "tip_join_broadcast_group", args=(host, port, rank_offset, world_size)
-        )
+    @property
+    def broadcast_ranks(self) -> int:
+        """Members this engine adds to a broadcast group: one per tensor-parallel worker."""
+        return self.options.tensor_parallel_size
 
-    def receive_broadcast(self, specs: Sequence[TensorSpec]) -> None:
-        """GPU: take the weights learner rank 0 broadcasts now (same specs on both sides)."""
+    def join_broadcast_group(self, address: GroupAddress, rank_offset: int) -> list[int]:
+        """Join learner rank 0's broadcast group (blocks until every rank joined)."""
+        return self.llm.collective_rpc("tip_join_broadcast_group", args=(address, rank_offset))
+
+    def receive_broadcast(self) -> int:
+        """Take the weights learner rank 0 broadcasts now; returns tensors received."""
         start = time.perf_counter()
         self._wake_weights()
-        self.llm.collective_rpc("tip_receive_broadcast", args=(tuple(specs),))
+        try:
+            counts = self.llm.collective_rpc("tip_receive_broadcast")
+        except Exception as exc:
+            raise VLLMEngineError(
+                f"vLLM engine for {self.model_path}: weight broadcast failed: {type(exc).__name__}: {exc}"
+            ) from exc
         self.llm.reset_prefix_cache()
         self.sync_seconds = time.perf_counter() - start
+        return int(counts[0])
 
     # ------------------------------------------------------------------ colocation
 

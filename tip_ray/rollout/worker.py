@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tip_ray.broadcast import GroupAddress
 from tip_ray.records import PromptBatch, RolloutBatch
 from tip_ray.rollout.backend import RolloutBackend, SamplingRequest
 from tip_ray.rollout.pack import pack_rollout
@@ -74,6 +75,11 @@ class RolloutWorker:
         self.backend = build_backend(settings, self.tokenizer)
         self.weights = VersionedWeights(self.backend.load_weights)
         self.calls = 0
+        self.broadcasts_received = 0
+
+    def sync_counts(self) -> dict[str, int]:
+        """How this worker's weights arrived: state dicts loaded vs broadcasts received."""
+        return {"loads": self.weights.loads - self.broadcasts_received, "broadcasts": self.broadcasts_received}
 
     def ready(self) -> str:
         return self.settings.name
@@ -102,6 +108,20 @@ class RolloutWorker:
             seconds=time.perf_counter() - start,
             worker=self.settings.name,
         )
+
+    def broadcast_ranks(self) -> int:
+        return int(self.backend.broadcast_ranks)
+
+    def join_weight_group(self, address: GroupAddress, rank_offset: int) -> list[int]:
+        """Join learner rank 0's broadcast group (rollout.weight_sync: broadcast)."""
+        return self.backend.join_broadcast_group(address, rank_offset)
+
+    def receive_weights(self, version: int) -> int:
+        """Take the broadcast of policy `version` now; returns the tensors received."""
+        count = self.backend.receive_broadcast()
+        self.weights.received(version)
+        self.broadcasts_received += 1
+        return count
 
     def complete(self, prompts: list[str], *, n: int, temperature: float, max_new_tokens: int,
                  seed: int, weights: WeightVersion, use_chat_template: bool = True) -> list[list[str]]:
