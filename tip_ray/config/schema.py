@@ -373,6 +373,20 @@ class RolesConfig(Strict):
     selector: str = Field(default="teacher", description="Pool of the selector (next to teacher).")
 
 
+class RoleResources(Strict):
+    """What one actor of a role asks for, where it differs from its pool's defaults."""
+
+    gpus_per_actor: float | None = Field(default=None, ge=0.0, description="GPUs per actor of this role.")
+    cpus_per_actor: float | None = Field(default=None, ge=0.0, description="CPUs per actor of this role.")
+
+
+class RolesResourcesConfig(Strict):
+    rollout: RoleResources = Field(default_factory=RoleResources)
+    learner: RoleResources = Field(default_factory=RoleResources)
+    teacher: RoleResources = Field(default_factory=RoleResources)
+    selector: RoleResources = Field(default_factory=RoleResources)
+
+
 class ClusterConfig(Strict):
     address: str = Field(
         default="local",
@@ -384,13 +398,32 @@ class ClusterConfig(Strict):
         description="Named pools; omit to place every role anywhere (one machine, CPU runs).",
     )
     roles: RolesConfig = Field(default_factory=RolesConfig)
+    resources: RolesResourcesConfig = Field(
+        default_factory=RolesResourcesConfig,
+        description="Per-role GPUs/CPUs per actor, over the pool's defaults: e.g. a teacher engine "
+        "with tensor parallelism 4 next to a one-GPU selector on the same pool.",
+    )
     manifest: str | None = Field(
         default=None, description="KubeRay manifest this pipeline is paired with (checked in CI)."
     )
 
+    def role_resources(self, role: str) -> tuple[float, float]:
+        """(GPUs, CPUs) per actor of `role`: its own setting, else its pool's (pools required)."""
+        pool = self.pools[getattr(self.roles, role)]
+        own = getattr(self.resources, role)
+        gpus = own.gpus_per_actor if own.gpus_per_actor is not None else pool.gpus_per_actor
+        cpus = own.cpus_per_actor if own.cpus_per_actor is not None else pool.cpus_per_actor
+        return gpus, cpus
+
     @model_validator(mode="after")
     def _roles_name_pools(self) -> "ClusterConfig":
         if self.pools is None:
+            overridden = [role for role, r in self.resources.model_dump().items() if any(v is not None for v in r.values())]
+            if overridden:
+                raise ValueError(
+                    f"resources.{overridden[0]} sets per-actor resources, which only apply with "
+                    f"cluster.pools (without pools every actor shares the machine)"
+                )
             return self
         for role, pool in self.roles.model_dump().items():
             if pool not in self.pools:
@@ -462,6 +495,15 @@ class PipelineConfig(Strict):
                 f"eval.benchmark {self.eval.benchmark!r} needs eval.path (a local JSONL file) "
                 f"or eval.hf_dataset"
             )
+        backend = self.rollout.backend
+        if backend.type == "vllm" and backend.tensor_parallel_size > 1 and self.cluster.pools is not None:
+            gpus, _ = self.cluster.role_resources("rollout")
+            if gpus != backend.tensor_parallel_size:
+                raise ValueError(
+                    f"rollout.backend.tensor_parallel_size is {backend.tensor_parallel_size} but each rollout "
+                    f"worker gets {gpus:g} GPU(s) (cluster.pools.{self.cluster.roles.rollout}.gpus_per_actor, "
+                    f"or cluster.resources.rollout.gpus_per_actor): set it to {backend.tensor_parallel_size}"
+                )
         if self.loss.type in ("k1", "k3") and self.teacher.signal.type == "topk":
             # k1/k3 need the teacher log-prob of the sampled token, which top-k may not hold.
             raise ValueError(

@@ -35,9 +35,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.util.placement_group import placement_group
 
 from tip_ray.broadcast import GroupAddress
-from tip_ray.pipeline.placement import actor_options, learner_placement_group, plan_placement
+from tip_ray.pipeline.placement import (
+    actor_options,
+    engine_actor_options,
+    learner_placement_group,
+    plan_placement,
+    rollout_engine_bundles,
+)
 from tip_ray.pipeline.prepare import PreparedRun
 from tip_ray.pipeline.stages import learner_settings, rollout_settings, selector_settings, teacher_stage
 from tip_ray.records import PromptBatch
@@ -109,7 +116,7 @@ class StageActors:
     scorers: list[Any]
     selector: Any
     learners: list[Any]
-    placement_group: Any = None
+    placement_groups: list[Any] = field(default_factory=list)
     all: list[Any] = field(default_factory=list)
     names: dict[str, Any] = field(default_factory=dict)  # "rollout-0" -> handle (restartable ones)
 
@@ -161,12 +168,18 @@ def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = ""
     def named(role: str, i: int) -> str | None:
         return f"{name_prefix}{role}-{i}" if name_prefix else None
 
-    rollouts = [
-        ray.remote(tracked(RolloutWorker))
-        .options(**actor_options(plans["rollout"], max_restarts=max_restarts, name=named("rollout", i)))
-        .remote(rollout_settings(prepared, plans["rollout"], i))
-        for i in range(config.rollout.num_workers)
-    ]
+    groups = []  # placement groups this run created, removed at shutdown
+    rollouts = []
+    engine_bundles = rollout_engine_bundles(config, plans["rollout"])
+    for i in range(config.rollout.num_workers):
+        options = actor_options(plans["rollout"], max_restarts=max_restarts, name=named("rollout", i))
+        if engine_bundles is not None:  # a tensor-parallel vLLM engine: its workers take the bundles
+            group = placement_group(engine_bundles, strategy="STRICT_PACK")
+            ray.get(group.ready(), timeout=config.train.stage_timeout_s)
+            groups.append(group)
+            options = engine_actor_options(plans["rollout"], group, max_restarts=max_restarts, name=named("rollout", i))
+        rollouts.append(ray.remote(tracked(RolloutWorker)).options(**options)
+                        .remote(rollout_settings(prepared, plans["rollout"], i)))
     scorers = []
     for i in range(config.teacher.num_scorers):
         # Hugging Face, or a vLLM engine when teacher.backend is vllm (top-k signals only).
@@ -188,6 +201,7 @@ def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = ""
 
         pg = learner_placement_group(plans["learner"], config.learner.num_ranks)
         ray.get(pg.ready(), timeout=config.train.stage_timeout_s)
+        groups.append(pg)
     settings = learner_settings(prepared, plans["learner"])
     learners = []
     for rank in range(config.learner.num_ranks):
@@ -208,7 +222,7 @@ def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = ""
         scorers=scorers,
         selector=selector,
         learners=learners,
-        placement_group=pg,
+        placement_groups=groups,
         all=[*rollouts, *scorers, selector, *learners],
         names=names,
     )
@@ -404,7 +418,7 @@ def shutdown_actors(actors: StageActors | None) -> None:
             ray.kill(actor, no_restart=True)
         except Exception:
             pass
-    if actors.placement_group is not None:
-        from ray.util.placement_group import remove_placement_group
+    from ray.util.placement_group import remove_placement_group
 
-        remove_placement_group(actors.placement_group)
+    for group in actors.placement_groups:
+        remove_placement_group(group)

@@ -48,13 +48,14 @@ def plan_placement(config: PipelineConfig) -> dict[str, RolePlacement]:
             continue
         pool_name = roles[role]
         pool = cluster.pools[pool_name]
-        threads = max(1, int(pool.cpus_per_actor)) if pool.cpus_per_actor else 1
+        gpus, cpus = cluster.role_resources(role)
+        threads = max(1, int(cpus)) if cpus else 1
         plans[role] = RolePlacement(
             role=role,
             pool=pool_name,
             resources=pool_resource(pool.resource),
-            num_gpus=pool.gpus_per_actor,
-            num_cpus=pool.cpus_per_actor,
+            num_gpus=gpus,
+            num_cpus=cpus,
             num_threads=threads,
         )
     return plans
@@ -71,6 +72,30 @@ def actor_options(plan: RolePlacement, *, max_restarts: int = 0, name: str | Non
     }
     if name:
         options["name"] = name
+    return options
+
+
+def rollout_engine_bundles(config: PipelineConfig, plan: RolePlacement) -> list[dict[str, float]] | None:
+    """Bundles of one rollout worker's placement group when its vLLM engine is tensor-parallel on
+    GPUs (one GPU per engine worker, all on the rollout pool); None when the worker is one process."""
+    backend = config.rollout.backend
+    if backend.type != "vllm" or backend.tensor_parallel_size == 1 or plan.pool is None or not plan.num_gpus:
+        return None
+    size = backend.tensor_parallel_size
+    bundle = {"GPU": 1.0, "CPU": plan.num_cpus / size}
+    bundle.update(plan.resources)
+    return [dict(bundle) for _ in range(size)]
+
+
+def engine_actor_options(plan: RolePlacement, placement_group, *, max_restarts: int = 0,
+                         name: str | None = None) -> dict:
+    """A rollout actor that drives a tensor-parallel engine: it holds no GPU itself, and the
+    engine's workers (Ray actors vLLM starts) take the group's bundles."""
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    options = actor_options(plan, max_restarts=max_restarts, name=name)
+    options.update(num_gpus=0, num_cpus=0, resources={}, scheduling_strategy=PlacementGroupSchedulingStrategy(
+        placement_group=placement_group, placement_group_capture_child_tasks=True))
     return options
 
 

@@ -17,7 +17,7 @@ the weights from learner rank 0 over a broadcast group instead (NCCL on GPU, glo
 Engine mode: the engine core runs inside this process (VLLM_ENABLE_V1_MULTIPROCESSING=0): it
 starts in seconds on CPU and ``collective_rpc`` hands the state dict over by reference. With
 tensor_parallel_size > 1 the workers are extra processes: Ray actors in the current placement
-group when this process runs inside one (see ``engine_bundles``), else local processes on the
+group when this process runs inside one (tip_ray.pipeline.placement.rollout_engine_bundles), else local processes on the
 GPUs this process holds.
 """
 
@@ -133,21 +133,6 @@ def check_tokenizer_matches(tokenizer, model_path: str, config: dict | None = No
             f"of {model_path}; use the model folder's tokenizer for this run"
         )
     return True
-
-
-def engine_bundles(tensor_parallel_size: int, cpus_per_worker: float = 1.0,
-                   resources: Mapping[str, float] | None = None) -> list[dict[str, float]]:
-    """Placement-group bundles for one engine with tensor_parallel_size > 1 on GPUs.
-
-    One bundle per tensor-parallel worker, one GPU each (vLLM refuses bundles with more), plus the
-    pool's marker resource so the group lands on the right pool. Create the group with strategy
-    "PACK" (or "STRICT_PACK": TP ranks talk over NVLink), and start the rollout actor in it with
-    ``placement_group_capture_child_tasks=True`` and no GPU of its own: vLLM then places its Ray
-    workers on these bundles.
-    """
-    bundle = {"GPU": 1.0, "CPU": float(cpus_per_worker)}
-    bundle.update(resources or {})
-    return [dict(bundle) for _ in range(tensor_parallel_size)]
 
 
 def gpus_held() -> int:
