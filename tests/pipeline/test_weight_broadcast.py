@@ -158,3 +158,17 @@ def test_weight_sync_mode_follows_the_config_and_the_pools(tiny_pair, demo_promp
     doc = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path, rollout={"weight_sync": mode},
                             cluster={"address": "auto", "pools": pools})
     assert weight_sync_mode(PipelineConfig.model_validate(doc)) == expected
+
+
+def test_colocated_engines_sync_through_the_object_store(tiny_pair, demo_prompts, tmp_path):
+    from tip_ray.config.schema import PipelineConfig
+    from tip_ray.pipeline.controller import weight_sync_mode
+
+    pools = {"teacher": {"resource": "teacher_pool", "gpus_per_actor": 1},
+             "student": {"resource": "student_pool", "gpus_per_actor": 0.5}}
+    rollout = {"backend": {"type": "vllm", "sleep_when_idle": True}}
+    doc = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path, rollout=rollout, cluster={"address": "auto", "pools": pools})
+    assert weight_sync_mode(PipelineConfig.model_validate(doc)) == (False, "nccl")
+    doc["rollout"]["weight_sync"] = "broadcast"
+    with pytest.raises(ValueError, match="sleep_when_idle .* needs rollout.weight_sync object_store or auto"):
+        PipelineConfig.model_validate(doc)

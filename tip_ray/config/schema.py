@@ -133,6 +133,12 @@ class VLLMRollout(Strict):
     gpu_memory_utilization: float = Field(default=0.5, gt=0.0, le=1.0)
     kv_cache_space_gib: int = Field(default=1, gt=0, description="KV cache on CPU builds.")
     enforce_eager: bool = Field(default=True, description="Skip CUDA graph capture.")
+    sleep_when_idle: bool = Field(
+        default=False,
+        description="Colocation (CUDA only): the engine sleeps between rollouts (weights to host "
+        "memory, KV cache freed) so a learner on the same GPUs can train; weights then sync "
+        "through the object store (NCCL cannot link two ranks on one GPU).",
+    )
 
 
 RolloutBackend = Annotated[Union[HFRollout, VLLMRollout], Field(discriminator="type")]
@@ -504,6 +510,11 @@ class PipelineConfig(Strict):
                     f"worker gets {gpus:g} GPU(s) (cluster.pools.{self.cluster.roles.rollout}.gpus_per_actor, "
                     f"or cluster.resources.rollout.gpus_per_actor): set it to {backend.tensor_parallel_size}"
                 )
+        if backend.type == "vllm" and backend.sleep_when_idle and self.rollout.weight_sync == "broadcast":
+            raise ValueError(
+                "rollout.backend.sleep_when_idle (engines colocated with the learner) needs "
+                "rollout.weight_sync object_store or auto: a broadcast group cannot link two ranks on one GPU"
+            )
         if self.loss.type in ("k1", "k3") and self.teacher.signal.type == "topk":
             # k1/k3 need the teacher log-prob of the sampled token, which top-k may not hold.
             raise ValueError(

@@ -274,7 +274,8 @@ def weight_sync_mode(config) -> tuple[bool, str]:
     plans = plan_placement(config)
     rollout_gpus = plans["rollout"].num_gpus > 0
     mode = config.rollout.weight_sync
-    broadcast = mode == "broadcast" or (mode == "auto" and rollout_gpus)
+    colocated = getattr(config.rollout.backend, "sleep_when_idle", False)
+    broadcast = mode == "broadcast" or (mode == "auto" and rollout_gpus and not colocated)
     transport = "nccl" if rollout_gpus and plans["learner"].num_gpus > 0 else "gloo"
     return broadcast, transport
 
