@@ -75,6 +75,32 @@ def test_nonfinite_teacher_signal_skips_the_step(stages, bad):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_nonfinite_teacher_signal_with_a_divergence_rule_is_skipped_not_fatal(stages):
+    """soft_or needs the teacher-student divergence, which a NaN signal spoils: the selector
+    selects nothing instead of failing, and the learner skips the step and counts it."""
+    from tip_ray.rollout.backend import Sample
+    from tip_ray.rollout.pack import pack_rollout
+    from tip_ray.tip.signal import TeacherHidden
+    from tip_ray.weights import WeightVersion
+
+    batch, scorer, selector, learner = stages
+    assert selector.settings.rule == "soft_or"
+    samples = [Sample(prompt_index=0, response_ids=(5, 6, 7, 2), logprobs=(-1.0,) * 4),
+               Sample(prompt_index=1, response_ids=(8, 9, 2), logprobs=(-1.0,) * 3)]
+    rollout = pack_rollout(batch, samples, policy_version=0, pad_token_id=0, texts=["", ""], seconds=0.0)
+    scored = scorer.score(rollout)
+    hidden = scored.teacher.hidden.clone()
+    hidden[2, 0] = math.nan
+    selected, summary = selector.select(WeightVersion(0), dataclasses.replace(scored, teacher=TeacherHidden(hidden=hidden)))
+    assert selected.num_selected == 0 and summary.num_response_tokens == 7
+    assert math.isnan(summary.mean_reverse_kl)
+    before, step = weights_of(learner), learner.step
+    result = learner.train_step(selected)
+    assert result.skipped and result.extra["nonfinite_inputs"] >= 1 and learner.step == step
+    after = weights_of(learner)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_minus_infinity_is_a_valid_teacher_logprob():
     """A token the teacher rules out has log-prob -inf; only NaN and +inf are refused."""
     from tip_ray.learner.rank import count_nonfinite_inputs
@@ -129,7 +155,7 @@ def test_nan_teacher_stops_the_run(ray_local, tiny_pair, demo_prompts, tmp_path)
     from tip_ray.pipeline.run import TooManyBadSteps, run_pipeline
 
     # A rule that needs no divergence: the selector passes the NaN signal on to the learner.
-    # (Divergence-based rules stop at the selector, which refuses NaN statistics with an error.)
+    # (With a divergence-based rule the selector selects nothing and the learner skips the same way.)
     doc = reliability_doc(tiny_pair, demo_prompts, tmp_path / "run", name="nan-teacher",
                           train={"steps": 4, "max_consecutive_bad_steps": 2},
                           selection={"rule": {"type": "all"}})

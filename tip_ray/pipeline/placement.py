@@ -69,6 +69,9 @@ def actor_options(plan: RolePlacement, *, max_restarts: int = 0, name: str | Non
         "max_restarts": max_restarts,
         # A call in flight when its actor dies is redone on the restarted actor.
         "max_task_retries": max_restarts,
+        # Stage actors load and save models all the time: their per-file progress bars would
+        # bury the run's own progress line in the driver's output.
+        "runtime_env": {"env_vars": {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}},
     }
     if name:
         options["name"] = name

@@ -25,6 +25,7 @@ from tip_ray.tip import (
     select_tokens,
     token_stats_from_hidden,
 )
+from tip_ray.tip.selection import Selection
 from tip_ray.tip.signal import FullLogProbs, TopKLogProbs, signal_to
 from tip_ray.weights import VersionedWeights, WeightVersion
 
@@ -164,16 +165,24 @@ class Selector:
         reverse_kl = scatter_rows(stats.reverse_kl, mask)
         forward_kl = scatter_rows(stats.forward_kl, mask)
         gen = torch.Generator().manual_seed(s.seed * 1_000_003 + rollout.batch_id)
-        selection = select_tokens(
-            s.rule,
-            entropy=entropy,
-            reverse_kl=reverse_kl,
-            forward_kl=forward_kl,
-            response_mask=mask,
-            ratio=s.ratio,
-            generator=gen,
-            **s.rule_params,
-        )
+        finite = all(bool(torch.isfinite(t).all()) for t in (stats.entropy, stats.reverse_kl, stats.forward_kl))
+        if finite:
+            selection = select_tokens(
+                s.rule,
+                entropy=entropy,
+                reverse_kl=reverse_kl,
+                forward_kl=forward_kl,
+                response_mask=mask,
+                ratio=s.ratio,
+                generator=gen,
+                **s.rule_params,
+            )
+        else:
+            # A bad teacher signal (NaN/inf) makes the statistics unusable: nothing is selected,
+            # the summary's means stay non-finite, and the learner skips the step and counts it
+            # (train.max_consecutive_bad_steps), whichever rule the run uses.
+            selection = Selection(mask=torch.zeros_like(mask), weights=torch.zeros(mask.shape))
+            entropy, reverse_kl = (torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0) for t in (entropy, reverse_kl))
         # Index of each response position in the flattened [N] teacher signal.
         flat_index = torch.full(mask.shape, -1, dtype=torch.long)
         flat_index[mask] = torch.arange(int(mask.sum()))
