@@ -30,23 +30,18 @@ SECTION = "## Pipeline overhead: Ray pipeline vs in-process loop (issue 3)"
 
 
 def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, lag: int) -> dict:
-    return {
-        "name": "overhead",
-        "models": {
-            "student": {"type": "local", "path": str(pair.student_path)},
-            "teacher": {"type": "local", "path": str(pair.teacher_path)},
-            "dtype": "float32",
-        },
-        "data": {"type": "jsonl", "path": str(prompts), "chat_template": "never"},
-        "rollout": {"prompts_per_step": 16, "samples_per_prompt": 4,
-                    "sampling": {"temperature": 1.0, "max_new_tokens": 48}},
-        "teacher": {"signal": {"type": "hidden"}},
-        "selection": {"rule": {"type": "soft_or", "ratio": 0.5}},
-        "learner": {"num_ranks": 1, "micro_batch_size": 64, "optimizer": {"lr": 1e-4}},
-        "train": {"steps": steps, "seed": 0, "max_policy_lag": lag},
-        "cluster": {"address": "local"},
-        "logging": {"run_dir": str(run_dir), "progress": False},
-    }
+    """The tests' tiny pipeline with batches large enough that step time is not all overhead."""
+    from tip_ray.pipeline.tiny import tiny_pipeline_doc
+
+    return tiny_pipeline_doc(
+        pair, prompts, run_dir,
+        name="overhead",
+        rollout={"prompts_per_step": 16, "samples_per_prompt": 4,
+                 "sampling": {"temperature": 1.0, "max_new_tokens": 48}},
+        learner={"micro_batch_size": 64, "optimizer": {"lr": 1e-4}},
+        # The schema's default timeout: a busy 2-core machine may need more than the tests' 120 s.
+        train={"steps": steps, "max_policy_lag": lag, "stage_timeout_s": 600},
+    )
 
 
 def steady_rate(tokens: list[int], seconds: list[float], warmup: int) -> float:

@@ -23,36 +23,31 @@ sys.path.insert(0, str(REPO))
 
 
 def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, teacher_gpus: float) -> dict:
-    return {
-        "name": "gpu-check",
-        "models": {
-            "student": {"type": "local", "path": str(pair.student_path)},
-            "teacher": {"type": "local", "path": str(pair.teacher_path)},
-            "dtype": "float32",
-        },
-        "data": {"type": "jsonl", "path": str(prompts), "chat_template": "never"},
-        "rollout": {
+    """The tests' tiny pipeline with a vLLM rollout engine and the two pools placed on GPUs."""
+    from tip_ray.pipeline.tiny import tiny_pipeline_doc
+
+    return tiny_pipeline_doc(
+        pair, prompts, run_dir,
+        name="gpu-check",
+        rollout={
             "backend": {"type": "vllm", "gpu_memory_utilization": 0.2, "enforce_eager": True},
             "num_workers": 1,
             "prompts_per_step": 8,
             "samples_per_prompt": 4,
             "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32},
         },
-        "teacher": {"signal": {"type": "hidden"}, "backend": "hf"},
-        "selection": {"rule": {"type": "soft_or", "ratio": 0.5}},
-        "learner": {"num_ranks": 1, "micro_batch_size": 16, "optimizer": {"lr": 1e-3, "warmup_steps": 0}},
-        "train": {"steps": steps, "seed": 0, "stage_timeout_s": 240},
-        "cluster": {
-            "address": "local",
+        teacher={"backend": "hf"},
+        learner={"micro_batch_size": 16},
+        train={"steps": steps, "stage_timeout_s": 240},
+        cluster={
             "pools": {
                 "teacher": {"resource": "teacher_pool", "gpus_per_actor": teacher_gpus, "cpus_per_actor": 1},
                 "student": {"resource": "student_pool", "gpus_per_actor": 0.4, "cpus_per_actor": 1},
             },
             "roles": {"rollout": "student", "learner": "student", "teacher": "teacher", "selector": "teacher"},
         },
-        "logging": {"run_dir": str(run_dir), "progress": False},
-        "checkpoint": {"every_steps": 0, "keep_last": 1, "export_hf": False},
-    }
+        checkpoint={"every_steps": 0, "keep_last": 1, "export_hf": False},
+    )
 
 
 def main() -> None:

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Many test modules import the builder from here.
+from tip_ray.pipeline.tiny import tiny_pipeline_doc  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
@@ -26,37 +29,6 @@ def demo_prompts(tmp_path_factory) -> Path:
     from tip_ray.demo.task import write_jsonl
 
     return write_jsonl(tmp_path_factory.mktemp("data") / "prompts.jsonl", n=256, seed=7)
-
-
-def tiny_pipeline_doc(pair, prompts: Path, run_dir: Path, **sections) -> dict:
-    """A small, fast pipeline over the tiny pair; `sections` override top-level keys."""
-    doc = {
-        "name": "tiny",
-        "models": {
-            "student": {"type": "local", "path": str(pair.student_path)},
-            "teacher": {"type": "local", "path": str(pair.teacher_path)},
-            "dtype": "float32",
-        },
-        "data": {"type": "jsonl", "path": str(prompts), "chat_template": "never"},
-        "rollout": {
-            "num_workers": 1,
-            "prompts_per_step": 4,
-            "samples_per_prompt": 2,
-            "sampling": {"temperature": 1.0, "max_new_tokens": 24},
-        },
-        "teacher": {"signal": {"type": "hidden"}},
-        "selection": {"rule": {"type": "soft_or", "ratio": 0.5}},
-        "learner": {"num_ranks": 1, "micro_batch_size": 4, "optimizer": {"lr": 1e-3, "warmup_steps": 0}},
-        "train": {"steps": 3, "seed": 0, "stage_timeout_s": 120},
-        "cluster": {"address": "local"},
-        "logging": {"run_dir": str(run_dir), "progress": False},
-    }
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(doc.get(key), dict):
-            doc[key] = {**doc[key], **value}
-        else:
-            doc[key] = value
-    return doc
 
 
 @pytest.fixture(scope="session")
