@@ -80,6 +80,20 @@ def load_causal_lm(path_or_name: str, dtype: str = "float32"):
                             dtype=DTYPES[dtype])
 
 
+def limit_torch_threads(num_threads: int | None) -> None:
+    """Hold torch to the CPU threads an actor was given; None (or 0) keeps torch's own count."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+
+
+def load_inference_model(path_or_name: str, dtype: str = "float32"):
+    """A causal LM in eval mode for a stage that never trains it, on the GPU when there is one."""
+    model = load_causal_lm(path_or_name, dtype=dtype).eval()
+    if torch.cuda.is_available():  # only inside an actor that was given a GPU
+        model = model.cuda()
+    return model
+
+
 def read_model_config(path_or_name: str) -> dict:
     """config.json of a model folder or hub name, without loading any weights."""
     location = _existing_folder_or_name(path_or_name)

@@ -66,10 +66,9 @@ def build_backend(settings: RolloutSettings, tokenizer) -> RolloutBackend:
 
 class RolloutWorker:
     def __init__(self, settings: RolloutSettings):
-        if settings.num_threads:
-            torch.set_num_threads(settings.num_threads)
-        from tip_ray.models.loading import load_tokenizer
+        from tip_ray.models.loading import limit_torch_threads, load_tokenizer
 
+        limit_torch_threads(settings.num_threads)
         self.settings = settings
         self.tokenizer = load_tokenizer(settings.model_path)
         self.backend = build_backend(settings, self.tokenizer)

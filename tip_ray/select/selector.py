@@ -116,16 +116,13 @@ def scatter_rows(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 class Selector:
     def __init__(self, settings: SelectorSettings):
-        if settings.num_threads:
-            torch.set_num_threads(settings.num_threads)
-        from tip_ray.models.loading import load_causal_lm
+        from tip_ray.models.loading import limit_torch_threads, load_inference_model
         from tip_ray.rollout.hf import load_full_state_dict
         from tip_ray.teacher.head import load_lm_head
 
+        limit_torch_threads(settings.num_threads)
         self.settings = settings
-        self.model = load_causal_lm(settings.student_path, dtype=settings.dtype).eval()
-        if torch.cuda.is_available():  # only inside an actor that was given a GPU
-            self.model = self.model.cuda()
+        self.model = load_inference_model(settings.student_path, dtype=settings.dtype)
         self.weights = VersionedWeights(lambda sd: load_full_state_dict(self.model, sd))
         self.teacher_head = (
             load_lm_head(settings.teacher_head_path, rows=settings.vocab_size).to(self.device)

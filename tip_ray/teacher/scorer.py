@@ -93,14 +93,11 @@ def build_signal(hidden: torch.Tensor, head: torch.Tensor, form: str, k: int, ch
 
 class TeacherScorer:
     def __init__(self, settings: ScorerSettings):
-        if settings.num_threads:
-            torch.set_num_threads(settings.num_threads)
-        from tip_ray.models.loading import load_causal_lm
+        from tip_ray.models.loading import limit_torch_threads, load_inference_model
 
+        limit_torch_threads(settings.num_threads)
         self.settings = settings
-        self.model = load_causal_lm(settings.model_path, dtype=settings.dtype).eval()
-        if torch.cuda.is_available():  # only inside an actor that was given a GPU
-            self.model = self.model.cuda()
+        self.model = load_inference_model(settings.model_path, dtype=settings.dtype)
         head = self.model.get_output_embeddings().weight.detach()
         self.head = head[: settings.vocab_size] if settings.vocab_size else head
 
