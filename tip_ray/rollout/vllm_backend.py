@@ -28,13 +28,13 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
 from tip_ray.rollout.backend import Sample, SamplingRequest
 from tip_ray.broadcast import GroupAddress
+from tip_ray.models.loading import read_model_config
 from tip_ray.rollout.vllm_sync import EXTENSION_QUALNAME
 
 _GIB = 1 << 30
@@ -80,17 +80,14 @@ def on_cpu_build() -> bool:
 
 
 def _read_config(model_path: str) -> dict:
-    path = Path(model_path)
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise VLLMLoadError(
-            f"vLLM engine: {model_path} is not a model folder (no config.json there); give the "
-            f"folder written by save_pretrained"
-        )
+    """The model's config.json, failing as a VLLMLoadError: whoever builds an engine catches one
+    error type for every model the engine cannot take."""
     try:
-        return json.loads(config_file.read_text())
+        return read_model_config(model_path)
     except json.JSONDecodeError as exc:
-        raise VLLMLoadError(f"vLLM engine: {config_file} is not valid JSON ({exc})") from None
+        raise VLLMLoadError(f"vLLM engine: {model_path}/config.json is not valid JSON ({exc})") from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise VLLMLoadError(f"vLLM engine: {exc}") from None
 
 
 def _text_config(config: dict) -> dict:
