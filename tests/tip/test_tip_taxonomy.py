@@ -72,6 +72,21 @@ def test_summary_shares_and_means():
     assert sum(summary[f"share_q{q}"] for q in (1, 2, 3, 4)) == pytest.approx(1.0)
 
 
+def test_minmax_cuts_sit_at_a_level_of_each_axis_range_over_valid_tokens():
+    """The paper's "mid line on a normalised axis": min + level * (max - min), padding ignored."""
+    entropy = torch.tensor([[0.1, 0.9, 5.0], [0.3, 0.2, -4.0]], dtype=torch.float64)
+    divergence = torch.tensor([[2.0, 0.0, 99.0], [8.0, 4.0, -99.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, False], [True, True, False]])  # 5.0 / -4.0 / ±99 are padding
+    cuts = resolve_cut_lines(entropy, divergence, mask, 0.5, 0.25, mode="minmax")
+    assert cuts.entropy == pytest.approx(0.1 + 0.5 * (0.9 - 0.1), abs=1e-12)
+    assert cuts.divergence == pytest.approx(0.0 + 0.25 * (8.0 - 0.0), abs=1e-12)
+    labels = quadrant_labels(entropy, divergence, mask, cuts)
+    # (0.1, 2.0): 2.0 equals the cut, so low: Q4; (0.9, 0.0): Q2; (0.3, 8.0) and (0.2, 4.0): Q3
+    assert labels.tolist() == [[4, 2, 0], [3, 3, 0]]
+    empty = resolve_cut_lines(entropy, divergence, torch.zeros_like(mask), 0.5, 0.5, mode="minmax")
+    assert (empty.entropy, empty.divergence) == (0.0, 0.0)
+
+
 def test_no_valid_tokens_gives_zeros_not_nan():
     entropy, divergence = torch.rand(2, 3), torch.rand(2, 3)
     mask = torch.zeros(2, 3, dtype=torch.bool)
@@ -86,8 +101,10 @@ def test_bad_input_errors():
     e, d, m = _batch(1)
     with pytest.raises(ValueError, match="unknown cut mode 'median'"):
         resolve_cut_lines(e, d, m, 0.5, 0.5, mode="median")
-    with pytest.raises(ValueError, match="quantile level in \\[0, 1\\]"):
+    with pytest.raises(ValueError, match="in quantile mode entropy_cut is a level in \\[0, 1\\]"):
         resolve_cut_lines(e, d, m, 1.5, 0.5, mode="quantile")
+    with pytest.raises(ValueError, match="in minmax mode divergence_cut is a level in \\[0, 1\\]"):
+        resolve_cut_lines(e, d, m, 0.5, 2.0, mode="minmax")
     with pytest.raises(ValueError, match="same shape"):
         quadrant_labels(e, d[:, :3], m, CutLines(0.5, 0.5))
     with pytest.raises(ValueError, match="bool"):

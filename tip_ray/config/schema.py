@@ -211,8 +211,10 @@ class TeacherConfig(Strict):
 class CutLinesConfig(Strict):
     """Where the quadrant lines sit on the entropy and divergence axes."""
 
-    mode: Literal["fixed", "quantile"] = Field(
-        default="quantile", description="fixed: values are cut lines; quantile: batch quantiles."
+    mode: Literal["fixed", "quantile", "minmax"] = Field(
+        default="quantile",
+        description="fixed: values are cut lines; quantile: batch quantiles; minmax: levels on "
+        "each axis's batch range (0.5 = mid-range, the paper's mid line on a normalised axis).",
     )
     entropy: float = Field(default=0.5, ge=0.0, description="Entropy line (value or quantile).")
     divergence: float = Field(default=0.5, ge=0.0, description="Divergence line.")

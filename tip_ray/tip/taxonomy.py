@@ -4,8 +4,9 @@
     Q3: low h, high delta (confident and wrong)   Q4: low h, low delta (solved)
 
 "High" means strictly above the cut line, so a value equal to the cut is low (a divergence of
-exactly 0 is low under a cut of 0). Cut lines are fixed numbers or batch quantiles over the
-valid positions; the paper gives no numbers, a "mid" line on each axis.
+exactly 0 is low under a cut of 0). Cut lines are fixed numbers, batch quantiles over the valid
+positions, or levels on each axis's batch range (min-max normalised: 0.5 = mid-range). The
+paper gives no numbers, a "mid" line on each normalised axis: mode "minmax" at 0.5.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from .normalise import masked_quantile
 
-CUT_MODES = ("fixed", "quantile")
+CUT_MODES = ("fixed", "quantile", "minmax")
 QUADRANTS = (1, 2, 3, 4)
 
 
@@ -48,18 +49,28 @@ def resolve_cut_lines(
 
     mode "fixed": the cuts are the numbers given. mode "quantile": the cuts are read as quantile
     levels in [0, 1] and resolved to the batch quantiles of entropy / divergence over ``mask``
-    (0.5 = the batch median). With no valid position, quantile mode gives CutLines(0, 0), which
-    labels nothing anyway.
+    (0.5 = the batch median). mode "minmax": levels in [0, 1] of each axis's range over ``mask``
+    (min + level * (max - min); 0.5 = mid-range). With no valid position, the quantile and
+    minmax modes give CutLines(0, 0), which labels nothing anyway.
     entropy, divergence: [B, T] float; mask: [B, T] bool.
     """
     _check_pair(entropy, divergence, mask, "resolve_cut_lines")
     if mode == "fixed":
         return CutLines(entropy=float(entropy_cut), divergence=float(divergence_cut))
-    if mode != "quantile":
+    if mode not in CUT_MODES:
         raise ValueError(f"unknown cut mode {mode!r}; valid modes: {', '.join(CUT_MODES)}")
     for name, level in (("entropy_cut", entropy_cut), ("divergence_cut", divergence_cut)):
         if not 0.0 <= level <= 1.0:
-            raise ValueError(f"in quantile mode {name} is a quantile level in [0, 1], got {level}")
+            raise ValueError(f"in {mode} mode {name} is a level in [0, 1], got {level}")
+    if mode == "minmax":
+        if not bool(mask.any()):
+            return CutLines(entropy=0.0, divergence=0.0)
+        lines = []
+        for values, level in ((entropy, entropy_cut), (divergence, divergence_cut)):
+            valid = values[mask].double()
+            low, high = float(valid.min()), float(valid.max())
+            lines.append(low + level * (high - low))
+        return CutLines(entropy=lines[0], divergence=lines[1])
     entropy_line = masked_quantile(entropy, mask, entropy_cut)
     divergence_line = masked_quantile(divergence, mask, divergence_cut)
     if entropy_line is None or divergence_line is None:
