@@ -66,6 +66,21 @@ def test_regenerating_the_report_keeps_the_hand_written_discussion(tmp_path):
         assert text.index("| a | 2 |") < text.index("## Discussion")
 
 
+def test_token_map_shares_under_each_cut_choice(tmp_path):
+    import torch
+
+    from tip_ray.sweep.report import plot_token_map, token_map_table
+    from tip_ray.sweep.token_map import QuadrantView, TokenMap
+
+    labels = torch.tensor([1, 1, 2, 3, 4, 4, 4, 4])
+    token_map = TokenMap(torch.rand(8), torch.rand(8), (QuadrantView("median", labels, 0.1, 0.2),
+                                                        QuadrantView("mid-range", torch.full((8,), 4), 0.5, 3.0)))
+    assert token_map_table(token_map)[2:] == ["| median | 0.1 | 0.2 | 25.0% | 12.5% | 12.5% | 50.0% |",
+                                              "| mid-range | 0.5 | 3 | 0.0% | 0.0% | 0.0% | 100.0% |"]
+    plot_token_map(token_map, tmp_path / "map.png")
+    assert (tmp_path / "map.png").stat().st_size > 1000
+
+
 @pytest.mark.slow
 def test_sweep_runs_and_writes_its_report(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.sweep.report import write_report

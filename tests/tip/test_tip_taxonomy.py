@@ -83,6 +83,12 @@ def test_minmax_cuts_sit_at_a_level_of_each_axis_range_over_valid_tokens():
     labels = quadrant_labels(entropy, divergence, mask, cuts)
     # (0.1, 2.0): 2.0 equals the cut, so low: Q4; (0.9, 0.0): Q2; (0.3, 8.0) and (0.2, 4.0): Q3
     assert labels.tolist() == [[4, 2, 0], [3, 3, 0]]
+    # The range's top at a quantile (soft_or's p98 clip): linear interpolation between order statistics.
+    clipped = resolve_cut_lines(entropy, divergence, mask, 0.5, 0.5, mode="minmax", clip_quantile=0.5)
+    assert clipped.entropy == pytest.approx(0.1 + 0.5 * ((0.2 + 0.3) / 2 - 0.1), abs=1e-12)
+    assert clipped.divergence == pytest.approx(0.0 + 0.5 * ((2.0 + 4.0) / 2 - 0.0), abs=1e-12)
+    with pytest.raises(ValueError, match="clip_quantile must be in"):
+        resolve_cut_lines(entropy, divergence, mask, 0.5, 0.5, mode="minmax", clip_quantile=0.0)
     empty = resolve_cut_lines(entropy, divergence, torch.zeros_like(mask), 0.5, 0.5, mode="minmax")
     assert (empty.entropy, empty.divergence) == (0.0, 0.0)
 

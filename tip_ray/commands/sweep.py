@@ -37,9 +37,11 @@ def handle(args: argparse.Namespace) -> int:
         from tip_ray.demo.bootstrap import ensure_demo_models
 
         models = ensure_demo_models(progress=False)
+        # What each run evaluates on: the sweep's `set:` may change the base pipeline's eval.
+        evaluated = loaded.run_config(loaded.spec.runs[0], loaded.spec.seeds[0]).eval
         notes = (f"Every run starts from the cached demo student: greedy accuracy {models.student_accuracy:.3f} "
                  f"before distillation (teacher {models.teacher_accuracy:.3f}), measured by the bootstrap on the "
-                 f"{loaded.base.eval.benchmark} held-out set (its first {loaded.base.eval.num_problems or 'all'} problems are "
+                 f"{evaluated.benchmark} held-out set (its first {evaluated.num_problems or 'all'} problems are "
                  f"what each run is evaluated on at its end).")
     command = "tip-ray sweep " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["sweep"] else f"tip-ray sweep {args.sweep}"
     out = write_report(records, [r.label for r in loaded.spec.runs], loaded.report_dir,

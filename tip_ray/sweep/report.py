@@ -91,21 +91,34 @@ def plot_token_map(token_map: TokenMap, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    h, d, q = token_map.entropy.numpy(), token_map.divergence.numpy(), token_map.quadrant.numpy()
-    for label in QUADRANTS:
-        keep = q == label
-        share = keep.mean() if len(q) else 0.0
-        ax.scatter(h[keep], d[keep], s=5, alpha=0.5, color=QUADRANT_COLOURS[label], label=f"Q{label} ({share:.0%})")
-    ax.axvline(token_map.entropy_cut, color="black", lw=0.8, ls="--")
-    ax.axhline(token_map.divergence_cut, color="black", lw=0.8, ls="--")
-    ax.set(xlabel="student entropy h (normalised)", ylabel="reverse KL δ (nats)", yscale="symlog",
-           title=f"{len(h)} student tokens before training, by quadrant")
-    ax.legend(markerscale=3, fontsize=8)
-    ax.grid(alpha=0.3)
+    views = token_map.views
+    fig, axes = plt.subplots(1, len(views), figsize=(6.5 * len(views), 5), squeeze=False)
+    h, d = token_map.entropy.numpy(), token_map.divergence.numpy()
+    for ax, view in zip(axes[0], views):
+        q = view.quadrant.numpy()
+        shares = view.shares()
+        for label in QUADRANTS:
+            keep = q == label
+            ax.scatter(h[keep], d[keep], s=5, alpha=0.5, color=QUADRANT_COLOURS[label],
+                       label=f"Q{label} ({shares[label]:.0%})")
+        ax.axvline(view.entropy_cut, color="black", lw=0.8, ls="--")
+        ax.axhline(view.divergence_cut, color="black", lw=0.8, ls="--")
+        ax.set(xlabel="student entropy h (normalised)", ylabel="reverse KL δ (nats)", yscale="symlog",
+               title=f"{len(h)} student tokens before training\n{view.title}")
+        ax.legend(markerscale=3, fontsize=8)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def token_map_table(token_map: TokenMap) -> list[str]:
+    lines = ["| cut lines | entropy line | divergence line (nats) | Q1 | Q2 | Q3 | Q4 |", "|---|---|---|---|---|---|---|"]
+    for view in token_map.views:
+        shares = view.shares()
+        lines.append(f"| {view.title} | {view.entropy_cut:.3g} | {view.divergence_cut:.3g} | "
+                     + " | ".join(f"{shares[q]:.1%}" for q in QUADRANTS) + " |")
+    return lines
 
 
 DISCUSSION_FILE = "discussion.md"
@@ -133,7 +146,9 @@ def write_report(records: Sequence[RunRecord], order: Sequence[str], report_dir:
     ]
     if token_map is not None:
         plot_token_map(token_map, report_dir / "token_map.png")
-        lines += ["![entropy vs divergence](token_map.png)", ""]
+        lines += ["![entropy vs divergence](token_map.png)", "",
+                  f"Quadrant shares of these {token_map.entropy.numel()} tokens (the student's own samples "
+                  "before training) under each choice of cut lines:", "", *token_map_table(token_map), ""]
     if notes:
         lines += [notes, ""]
     # Written by people, not by the sweep: kept in its own file so regenerating never loses it.

@@ -11,12 +11,24 @@ from tip_ray.config.schema import PipelineConfig
 
 
 @dataclass(frozen=True)
-class TokenMap:
-    entropy: torch.Tensor  # [N] normalised student entropy
-    divergence: torch.Tensor  # [N] reverse KL
+class QuadrantView:
+    """The same tokens labelled under one choice of cut lines."""
+
+    title: str
     quadrant: torch.Tensor  # [N] 1..4
     entropy_cut: float
     divergence_cut: float
+
+    def shares(self) -> dict[int, float]:
+        n = max(self.quadrant.numel(), 1)
+        return {q: float((self.quadrant == q).sum()) / n for q in (1, 2, 3, 4)}
+
+
+@dataclass(frozen=True)
+class TokenMap:
+    entropy: torch.Tensor  # [N] normalised student entropy
+    divergence: torch.Tensor  # [N] reverse KL
+    views: tuple[QuadrantView, ...]  # the run's own cut lines first, then the paper's mid lines
 
 
 def sample_token_map(config: PipelineConfig, num_prompts: int) -> TokenMap:
@@ -41,6 +53,13 @@ def sample_token_map(config: PipelineConfig, num_prompts: int) -> TokenMap:
     mask = torch.ones((1, stats.entropy.numel()), dtype=torch.bool)
     h, d = stats.entropy[None], stats.reverse_kl[None]
     cuts_cfg = config.selection.metrics_cuts
-    cuts = resolve_cut_lines(h, d, mask, cuts_cfg.entropy, cuts_cfg.divergence, mode=cuts_cfg.mode)
-    labels = quadrant_labels(h, d, mask, cuts)[0]
-    return TokenMap(stats.entropy, stats.reverse_kl, labels, float(cuts.entropy), float(cuts.divergence))
+    views = []
+    for title, mode, levels, clip in (
+        (f"run's cut lines ({cuts_cfg.mode} {cuts_cfg.entropy:g} / {cuts_cfg.divergence:g})",
+         cuts_cfg.mode, (cuts_cfg.entropy, cuts_cfg.divergence), 1.0),
+        ("mid-range (minmax 0.5 / 0.5)", "minmax", (0.5, 0.5), 1.0),
+        ("mid-range of the p98-clipped axes", "minmax", (0.5, 0.5), 0.98),
+    ):
+        cuts = resolve_cut_lines(h, d, mask, *levels, mode=mode, clip_quantile=clip)
+        views.append(QuadrantView(title, quadrant_labels(h, d, mask, cuts)[0], float(cuts.entropy), float(cuts.divergence)))
+    return TokenMap(stats.entropy, stats.reverse_kl, tuple(views))

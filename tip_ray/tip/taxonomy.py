@@ -43,15 +43,18 @@ def _check_pair(entropy: Tensor, divergence: Tensor, mask: Tensor, where: str) -
 
 
 def resolve_cut_lines(
-    entropy: Tensor, divergence: Tensor, mask: Tensor, entropy_cut: float, divergence_cut: float, mode: str = "fixed"
+    entropy: Tensor, divergence: Tensor, mask: Tensor, entropy_cut: float, divergence_cut: float, mode: str = "fixed",
+    clip_quantile: float = 1.0,
 ) -> CutLines:
     """Numeric cut lines for a batch.
 
     mode "fixed": the cuts are the numbers given. mode "quantile": the cuts are read as quantile
     levels in [0, 1] and resolved to the batch quantiles of entropy / divergence over ``mask``
     (0.5 = the batch median). mode "minmax": levels in [0, 1] of each axis's range over ``mask``
-    (min + level * (max - min); 0.5 = mid-range). With no valid position, the quantile and
-    minmax modes give CutLines(0, 0), which labels nothing anyway.
+    (min + level * (max - min); 0.5 = mid-range), where max is the ``clip_quantile`` quantile
+    (1.0 = the maximum; 0.98 = soft_or's clip, so a long tail does not push every token below
+    the line). With no valid position, the quantile and minmax modes give CutLines(0, 0), which
+    labels nothing anyway.
     entropy, divergence: [B, T] float; mask: [B, T] bool.
     """
     _check_pair(entropy, divergence, mask, "resolve_cut_lines")
@@ -65,10 +68,12 @@ def resolve_cut_lines(
     if mode == "minmax":
         if not bool(mask.any()):
             return CutLines(entropy=0.0, divergence=0.0)
+        if not 0.0 < clip_quantile <= 1.0:
+            raise ValueError(f"clip_quantile must be in (0, 1], got {clip_quantile}")
         lines = []
         for values, level in ((entropy, entropy_cut), (divergence, divergence_cut)):
-            valid = values[mask].double()
-            low, high = float(valid.min()), float(valid.max())
+            low = float(values[mask].double().min())
+            high = masked_quantile(values, mask, clip_quantile)
             lines.append(low + level * (high - low))
         return CutLines(entropy=lines[0], divergence=lines[1])
     entropy_line = masked_quantile(entropy, mask, entropy_cut)
