@@ -3,7 +3,8 @@
 #   1. the GPU-marked tests (vLLM engine on CUDA: log-probs, weight sync, sleep/wake, and with
 #      2+ GPUs the NCCL broadcast from a learner process and tensor parallelism);
 #   2. rollout throughput, vLLM vs Hugging Face generate, batch 64, plus one weight sync;
-#   3. a few pipeline steps with teacher and student on separate devices;
+#   3. a few pipeline steps with teacher and student on separate devices, then two more with the
+#      weights broadcast from the learner to the engine instead of going through the object store;
 # then a short table, printed last. Exit status: 0 only when every part passed.
 #
 #   bash scripts/gpu_check.sh            # PYTHON=... to pick the interpreter, OUT=... to keep results
@@ -38,6 +39,8 @@ run_part gpu_tests 200 "$PY" -m pytest tests -m gpu -q -p no:cacheprovider --jun
 run_part throughput 110 "$PY" benchmarks/rollout_throughput.py --device cuda --batch 64 \
     --max-new-tokens 128 --repeats 1 --no-write --out "$OUT/throughput.json" --note "gpu check"
 run_part pipeline 150 "$PY" scripts/gpu_pipeline_check.py --steps 3 --out "$OUT/pipeline.json"
+run_part pipeline_broadcast 120 "$PY" scripts/gpu_pipeline_check.py --steps 2 --weight-sync broadcast \
+    --out "$OUT/pipeline_broadcast.json"
 
 echo "== results in $OUT ($(( $(date +%s) - start ))s in all)"
 "$PY" scripts/gpu_check_table.py "$OUT"

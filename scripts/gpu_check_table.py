@@ -67,15 +67,15 @@ def main(out: Path) -> int:
     rc, seconds = part_status(out, "throughput")
     rows += tp_rows
     ok &= passed and rc == 0
-    pipe = read_json(out / "pipeline.json")
-    rc, seconds = part_status(out, "pipeline")
-    if pipe and pipe.get("ok"):
-        rows.append(("pipeline", f"{pipe['steps']} steps in {pipe['seconds']}s, final loss "
-                     f"{pipe['final_loss']:.4f}; teacher on {pipe['teacher_device']}, "
-                     f"student on {pipe['student_device']}"))
-    else:
-        rows.append(("pipeline", f"FAILED ({(pipe or {}).get('error', 'see pipeline.log')})"))
-        ok = False
+    for name in ("pipeline", "pipeline_broadcast"):
+        pipe = read_json(out / f"{name}.json")
+        if pipe and pipe.get("ok"):
+            rows.append((name, f"{pipe['steps']} steps in {pipe['seconds']}s, final loss "
+                         f"{pipe['final_loss']:.4f}; teacher on {pipe['teacher_device']}, "
+                         f"student on {pipe['student_device']}; weights by {pipe.get('weight_sync', '?')}"))
+        else:
+            rows.append((name, f"FAILED ({(pipe or {}).get('error', f'see {name}.log')})"))
+            ok = False
     width = max(len(k) for k, _ in rows)
     print(f"{'check'.ljust(width)} | result")
     print(f"{'-' * width}-+-{'-' * 40}")

@@ -1,12 +1,14 @@
 """A few pipeline steps on a GPU machine, teacher and student on separate devices.
 
-    python scripts/gpu_pipeline_check.py [--steps 3] [--out result.json]
+    python scripts/gpu_pipeline_check.py [--steps 3] [--weight-sync auto|broadcast] [--out result.json]
 
 Builds a tiny teacher/student pair and demo prompts (nothing downloaded), then runs the real
 pipeline on an embedded Ray: the student pool holds the vLLM rollout engine and the learner rank
 on GPU 0 (sharing it, 0.4 GPU each), the teacher pool holds the teacher scorer and the selector,
-on their own GPUs when the machine has three or more, else on the CPU. Prints and writes one
-JSON result: steps done, wall time, final loss, where each role ran.
+on their own GPUs when the machine has three or more, else on the CPU. `--weight-sync broadcast`
+sends the weights from the learner to the engine over a broadcast group (gloo through host memory,
+as the two share a GPU) instead of the object store. Prints and writes one JSON result: steps
+done, wall time, final loss, where each role ran, how weights were synced.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, teacher_gpus: float) -> dict:
+def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, teacher_gpus: float,
+                 weight_sync: str = "auto") -> dict:
     """The tests' tiny pipeline with a vLLM rollout engine and the two pools placed on GPUs."""
     from tip_ray.pipeline.tiny import tiny_pipeline_doc
 
@@ -35,6 +38,7 @@ def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, teacher_gpus: f
             "prompts_per_step": 8,
             "samples_per_prompt": 4,
             "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32},
+            "weight_sync": weight_sync,
         },
         teacher={"backend": "hf"},
         learner={"micro_batch_size": 16},
@@ -50,9 +54,17 @@ def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, teacher_gpus: f
     )
 
 
+def weight_sync_used(run_dir: Path) -> str:
+    """How the run's last step synced weights, and how long it took (from metrics.jsonl)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = rows[-1] if rows else {}
+    return f"{last.get('weight_sync', '?')} ({last.get('weight_sync_seconds', float('nan')):.3f} s)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--weight-sync", choices=("auto", "object_store", "broadcast"), default="auto")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -79,7 +91,7 @@ def main() -> None:
         )
         prompts = write_jsonl(root / "prompts.jsonl", n=256, seed=7)
         config = PipelineConfig.model_validate(
-            pipeline_doc(pair, prompts, root / "run", args.steps, teacher_gpus)
+            pipeline_doc(pair, prompts, root / "run", args.steps, teacher_gpus, args.weight_sync)
         )
         start = time.perf_counter()
         try:
@@ -91,7 +103,8 @@ def main() -> None:
             result.update(ok=summary.steps == args.steps, steps=summary.steps,
                           seconds=round(summary.wall_seconds, 1), final_loss=summary.final_loss,
                           response_tokens=summary.response_tokens, tokens_trained=summary.tokens_trained,
-                          peak_learner_mib=round(summary.peak_learner_mib))
+                          peak_learner_mib=round(summary.peak_learner_mib),
+                          weight_sync=weight_sync_used(root / "run"))
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -145,8 +145,10 @@ def test_two_rollout_workers_join_one_group(ray_local, tiny_pair, demo_prompts, 
 
 @pytest.mark.parametrize("mode, gpus, expected", [
     ("auto", 0, (False, "gloo")),        # CPU: the object store
-    ("auto", 1, (True, "nccl")),         # GPU pools: NCCL broadcast
+    ("auto", 1, (True, "nccl")),         # whole GPUs: NCCL broadcast
+    ("auto", 0.4, (False, "gloo")),      # a shared GPU: NCCL cannot link two ranks on it
     ("broadcast", 0, (True, "gloo")),    # asked for on CPU: gloo
+    ("broadcast", 0.4, (True, "gloo")),  # asked for on a shared GPU: gloo through host memory
     ("object_store", 1, (False, "nccl")),
 ])
 def test_weight_sync_mode_follows_the_config_and_the_pools(tiny_pair, demo_prompts, tmp_path, mode, gpus, expected):
@@ -168,7 +170,7 @@ def test_colocated_engines_sync_through_the_object_store(tiny_pair, demo_prompts
              "student": {"resource": "student_pool", "gpus_per_actor": 0.5}}
     rollout = {"backend": {"type": "vllm", "sleep_when_idle": True}}
     doc = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path, rollout=rollout, cluster={"address": "auto", "pools": pools})
-    assert weight_sync_mode(PipelineConfig.model_validate(doc)) == (False, "nccl")
+    assert weight_sync_mode(PipelineConfig.model_validate(doc)) == (False, "gloo")
     doc["rollout"]["weight_sync"] = "broadcast"
     with pytest.raises(ValueError, match="sleep_when_idle .* needs rollout.weight_sync object_store or auto"):
         PipelineConfig.model_validate(doc)

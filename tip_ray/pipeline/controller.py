@@ -270,14 +270,18 @@ def wait_ready_refs(refs, stage: str, timeout_s: float) -> None:
 
 
 def weight_sync_mode(config) -> tuple[bool, str]:
-    """(broadcast?, transport) for rollout.weight_sync: NCCL when both ends hold GPUs, else gloo."""
+    """(broadcast?, transport) for rollout.weight_sync.
+
+    NCCL needs the learner and the rollout engines on different GPUs, which whole-GPU actors
+    guarantee and fractional ones (a shared GPU) do not: fractional or CPU actors broadcast over
+    gloo (host memory), and `auto` keeps them on the object store.
+    """
     plans = plan_placement(config)
-    rollout_gpus = plans["rollout"].num_gpus > 0
-    mode = config.rollout.weight_sync
+    whole_gpus = plans["rollout"].num_gpus >= 1 and plans["learner"].num_gpus >= 1
     colocated = getattr(config.rollout.backend, "sleep_when_idle", False)
-    broadcast = mode == "broadcast" or (mode == "auto" and rollout_gpus and not colocated)
-    transport = "nccl" if rollout_gpus and plans["learner"].num_gpus > 0 else "gloo"
-    return broadcast, transport
+    mode = config.rollout.weight_sync
+    broadcast = mode == "broadcast" or (mode == "auto" and whole_gpus and not colocated)
+    return broadcast, "nccl" if whole_gpus else "gloo"
 
 
 class Controller:
