@@ -118,7 +118,21 @@ def test_thread_count_can_be_set(monkeypatch):
     with pytest.raises(ValueError, match="TIP_RAY_DEMO_THREADS"):
         bootstrap.training_threads()
     monkeypatch.delenv("TIP_RAY_DEMO_THREADS")
-    assert 1 <= bootstrap.training_threads() <= bootstrap.available_cpus()
+    assert bootstrap.training_threads() == 1  # the default that makes the models reproducible
+
+
+def test_training_is_bit_reproducible_with_the_default_threads():
+    import dataclasses
+
+    tokenizer = build_char_tokenizer(task.ALPHABET, model_max_length=TINY_RECIPE.teacher_spec.max_position_embeddings)
+    settings = dataclasses.replace(TINY_RECIPE.teacher_sft, steps=8, target_accuracy=None)
+    trained = []
+    for _ in range(2):
+        model = build_tiny_model(TINY_RECIPE.teacher_spec, len(tokenizer), seed=3)
+        with bootstrap.torch_threads(bootstrap.training_threads()):
+            sft_train(model, tokenizer, settings, progress=False)
+        trained.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])
 
 
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):

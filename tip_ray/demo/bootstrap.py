@@ -125,20 +125,14 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "tip-ray" / CACHE_VERSION
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (affinity-aware, unlike os.cpu_count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def training_threads() -> int:
-    """Torch threads for the bootstrap: ``TIP_RAY_DEMO_THREADS`` if set, else the available CPUs,
-    or one thread when other work already keeps them busy.
+    """Torch threads for the bootstrap: one, unless ``TIP_RAY_DEMO_THREADS`` asks for more.
 
-    Measured on a 2-core machine under a load of ~7: one training step of the demo teacher took
-    3.5 s with 2 threads (they spin waiting for each other when descheduled) and 0.87 s with 1.
+    One thread makes the demo models the same on every machine with this torch build: with two,
+    the reductions add up in another order, the first 60 teacher steps already end on another
+    loss, and the validation-based stop can fall on another step. Measured on the 2-core machine,
+    quiet: 0.39 s a teacher step with one thread, 0.26 s with two (under load two threads were
+    slower still: 3.5 s against 0.87 s, spinning while descheduled).
     """
     requested = os.environ.get("TIP_RAY_DEMO_THREADS")
     if requested:
@@ -146,9 +140,7 @@ def training_threads() -> int:
             return max(1, int(requested))
         except ValueError:
             raise ValueError(f"TIP_RAY_DEMO_THREADS={requested!r}: expected a whole number of threads") from None
-    cpus = available_cpus()
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return 1 if busy > cpus - 0.5 else cpus
+    return 1
 
 
 @contextlib.contextmanager
