@@ -55,6 +55,18 @@ def test_table_is_mean_and_std_over_seeds():
     assert lines[3].startswith("| b | 1 |") and "0.300 ± 0.000" in lines[3]
 
 
+def test_paired_table_compares_within_each_seed():
+    from tip_ray.sweep.report import paired_table
+
+    records = [record("all", 0, 0.5, 0.70, 100), record("all", 1, 0.5, 0.80, 100),
+               record("half", 0, 0.5, 0.68, 50), record("half", 1, 0.5, 0.81, 50), record("half", 2, 0.5, 0.99, 50)]
+    lines = paired_table(group(records, ["all", "half"]), "all", start=0.5)
+    # Seed 2 has no baseline run: left out. Δ = -0.02, +0.01; gain share (0.745 - 0.5) / (0.75 - 0.5).
+    m, sd = mean_std([-0.02, 0.01])
+    assert lines[2] == f"| half | 50% | -0.020 (s0) / +0.010 (s1) | {m:+.3f} ± {sd:.3f} | 98% |"
+    assert paired_table(group(records, ["all", "half"]), "missing", start=None) == []
+
+
 def test_regenerating_the_report_keeps_the_hand_written_discussion(tmp_path):
     from tip_ray.sweep.report import DISCUSSION_FILE, write_report
 

@@ -33,8 +33,9 @@ def handle(args: argparse.Namespace) -> int:
 
         token_map = sample_token_map(loaded.base, loaded.spec.token_stats_prompts)
     notes = ""
+    start_accuracy = None
     if loaded.base.models.student.type == "demo":
-        from tip_ray.demo.bootstrap import ensure_demo_models
+        from tip_ray.demo.bootstrap import DEFAULT_RECIPE, ensure_demo_models
 
         models = ensure_demo_models(progress=False)
         # What each run evaluates on: the sweep's `set:` may change the base pipeline's eval.
@@ -43,8 +44,11 @@ def handle(args: argparse.Namespace) -> int:
                  f"before distillation (teacher {models.teacher_accuracy:.3f}), measured by the bootstrap on the "
                  f"{evaluated.benchmark} held-out set (its first {evaluated.num_problems or 'all'} problems are "
                  f"what each run is evaluated on at its end).")
+        if (evaluated.benchmark == "demo" and evaluated.temperature == 0.0
+                and evaluated.num_problems == DEFAULT_RECIPE.eval_size):
+            start_accuracy = models.student_accuracy  # the same greedy measurement on the same problems
     command = "tip-ray sweep " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["sweep"] else f"tip-ray sweep {args.sweep}"
     out = write_report(records, [r.label for r in loaded.spec.runs], loaded.report_dir,
-                       command=command, token_map=token_map, notes=notes)
+                       command=command, token_map=token_map, notes=notes, start_accuracy=start_accuracy)
     print(f"report: {out}")
     return 0

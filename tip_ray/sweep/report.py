@@ -31,7 +31,36 @@ def _num(value: float) -> str:
     return "—" if value != value else f"{value:.3f}"  # NaN: not evaluated
 
 
-def table(groups: dict[str, list[RunRecord]]) -> list[str]:
+def paired_table(groups: dict[str, list[RunRecord]], baseline: str, start: float | None) -> list[str]:
+    """Each variant against `baseline` within a seed (a seed fixes the prompts and the first
+    rollouts of every variant, so these differences are far less noisy than the spread across
+    seeds), and the share of the baseline's gain over `start` (the accuracy before training)."""
+    base = {r.seed: r.final_accuracy for r in groups.get(baseline, []) if r.final_accuracy is not None}
+    if not base:
+        return []
+    base_mean = statistics.fmean(base.values())
+    header = f"| variant | tokens | Δ accuracy vs {baseline} (per seed) | mean Δ ± std |"
+    lines = [header + (" share of the gain |" if start is not None else ""),
+             "|---|---|---|---|" + ("---|" if start is not None else "")]
+    for label, runs in groups.items():
+        if label == baseline:
+            continue
+        pairs = sorted((r.seed, r.final_accuracy - base[r.seed]) for r in runs
+                       if r.final_accuracy is not None and r.seed in base)
+        if not pairs:
+            continue
+        mean, sd = mean_std([d for _, d in pairs])
+        share, _ = mean_std([r.tokens_trained / max(r.response_tokens, 1) for r in runs])
+        per_seed = " / ".join(f"{d:+.3f} (s{seed})" for seed, d in pairs)
+        row = f"| {label} | {share:.0%} | {per_seed} | {mean:+.3f} ± {sd:.3f} |"
+        if start is not None:
+            gained = statistics.fmean(base[s] + d for s, d in pairs) - start
+            row += f" {gained / (base_mean - start):.0%} |" if base_mean != start else " — |"
+        lines.append(row)
+    return lines
+
+
+def table(groups: dict[str, list[RunRecord]], start: float | None = None) -> list[str]:
     lines = [
         "| variant | seeds | student accuracy before | after (mean ± std) | tokens trained | "
         "share of sampled | peak learner MiB | wall s | Q1 | Q2 | Q3 | Q4 |",
@@ -39,6 +68,8 @@ def table(groups: dict[str, list[RunRecord]]) -> list[str]:
     ]
     for label, runs in groups.items():
         before, _ = mean_std([r.initial_accuracy for r in runs])
+        if before != before and start is not None:  # not evaluated in the runs: the common start
+            before = start
         after, after_sd = mean_std([r.final_accuracy for r in runs])
         tokens, _ = mean_std([r.tokens_trained for r in runs])
         share, _ = mean_std([r.tokens_trained / max(r.response_tokens, 1) for r in runs])
@@ -125,7 +156,10 @@ DISCUSSION_FILE = "discussion.md"
 
 
 def write_report(records: Sequence[RunRecord], order: Sequence[str], report_dir: Path, *,
-                 command: str, token_map: TokenMap | None, notes: str = "") -> Path:
+                 command: str, token_map: TokenMap | None, notes: str = "",
+                 start_accuracy: float | None = None) -> Path:
+    """`start_accuracy`: the student's accuracy before any training, when every run starts
+    from the same student (the demo); fills the table's "before" column and the gain shares."""
     groups = group(records, order)
     plot_accuracy_vs_tokens(groups, report_dir / "accuracy_vs_tokens.png")
     lines = [
@@ -139,11 +173,14 @@ def write_report(records: Sequence[RunRecord], order: Sequence[str], report_dir:
         "(GPU). Quadrant shares are the mean over steps of each quadrant's share of response tokens "
         "(batch-median cut lines).",
         "",
-        *table(groups),
+        *table(groups, start_accuracy),
         "",
         "![accuracy vs tokens](accuracy_vs_tokens.png)",
         "",
     ]
+    paired = paired_table(groups, order[0], start_accuracy) if order else []
+    if paired:
+        lines += [f"Paired by seed against `{order[0]}` (the first variant):", "", *paired, ""]
     if token_map is not None:
         plot_token_map(token_map, report_dir / "token_map.png")
         lines += ["![entropy vs divergence](token_map.png)", "",
