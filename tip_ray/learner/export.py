@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import torch
+
+
+@contextlib.contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def export_hf(state_dict: Mapping[str, torch.Tensor], base_model_path: str, out_dir: str | Path) -> Path:
@@ -24,7 +38,8 @@ def export_hf(state_dict: Mapping[str, torch.Tensor], base_model_path: str, out_
     config = AutoConfig.from_pretrained(base_model_path)
     model = AutoModelForCausalLM.from_config(config)
     load_full_state_dict(model, state_dict)
-    model.save_pretrained(tmp, safe_serialization=True)
+    with quiet_progress_bars():  # a per-shard bar would cut into the run's own progress line
+        model.save_pretrained(tmp, safe_serialization=True)
     AutoTokenizer.from_pretrained(base_model_path).save_pretrained(tmp)
     if out.exists():
         shutil.rmtree(out)
