@@ -29,7 +29,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Pipeline overhead: Ray pipeline vs in-process loop (issue 3)"
 
 
-def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, lag: int) -> dict:
+def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, lag: int, weight_sync: str = "object_store") -> dict:
     """The tests' tiny pipeline with batches large enough that step time is not all overhead."""
     from tip_ray.pipeline.tiny import tiny_pipeline_doc
 
@@ -37,7 +37,7 @@ def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, lag: int) -> di
         pair, prompts, run_dir,
         name="overhead",
         rollout={"prompts_per_step": 16, "samples_per_prompt": 4,
-                 "sampling": {"temperature": 1.0, "max_new_tokens": 48}},
+                 "sampling": {"temperature": 1.0, "max_new_tokens": 48}, "weight_sync": weight_sync},
         learner={"micro_batch_size": 64, "optimizer": {"lr": 1e-4}},
         # The schema's default timeout: a busy 2-core machine may need more than the tests' 120 s.
         train={"steps": steps, "max_policy_lag": lag, "stage_timeout_s": 600},
@@ -86,9 +86,11 @@ def write_doc(result: dict) -> None:
         f"| in-process loop | {result['inprocess_tokens_per_s']:.1f} |",
         f"| Ray pipeline, max_policy_lag 0 | {result['pipeline_tokens_per_s']:.1f} |",
         f"| Ray pipeline, max_policy_lag 1 | {result['pipeline_lag1_tokens_per_s']:.1f} |",
+        f"| Ray pipeline, max_policy_lag 0, weights broadcast over gloo | {result['pipeline_broadcast_tokens_per_s']:.1f} |",
         "",
         f"Ratio (pipeline lag 0 / in-process): **{result['ratio']:.2f}** (target >= 0.85); "
-        f"with lag 1: {result['ratio_lag1']:.2f}.",
+        f"with lag 1: {result['ratio_lag1']:.2f}; lag 0 with broadcast: {result['ratio_broadcast']:.2f}. "
+        f"Load average (1 min) before and after: {result['load_before']:.2f} / {result['load_after']:.2f}.",
         "",
         result["note"],
         "",
@@ -118,10 +120,12 @@ def main() -> None:
     pair = save_tiny_pair(tmp / "models", alphabet=ALPHABET, seed=0)
     prompts = write_jsonl(tmp / "prompts.jsonl", n=2048, seed=3)
 
-    def config(lag: int, name: str):
+    def config(lag: int, name: str, weight_sync: str = "object_store"):
         path = tmp / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(pipeline_doc(pair, prompts, tmp / name, args.steps, lag)))
+        path.write_text(yaml.safe_dump(pipeline_doc(pair, prompts, tmp / name, args.steps, lag, weight_sync)))
         return load_pipeline(path)
+
+    load_before = os.getloadavg()[0]
 
     inprocess = measure_inprocess(config(0, "inprocess"), args.warmup)
     print(f"in-process loop: {inprocess:.1f} tokens/s", flush=True)
@@ -129,6 +133,8 @@ def main() -> None:
     print(f"Ray pipeline (lag 0): {pipeline:.1f} tokens/s", flush=True)
     pipeline_lag1 = measure_pipeline(config(1, "pipeline-lag1"), args.warmup)
     print(f"Ray pipeline (lag 1): {pipeline_lag1:.1f} tokens/s", flush=True)
+    pipeline_broadcast = measure_pipeline(config(0, "pipeline-broadcast", "broadcast"), args.warmup)
+    print(f"Ray pipeline (lag 0, broadcast): {pipeline_broadcast:.1f} tokens/s", flush=True)
     result = {
         "steps": args.steps,
         "warmup": args.warmup,
@@ -138,6 +144,10 @@ def main() -> None:
         "pipeline_lag1_tokens_per_s": pipeline_lag1,
         "ratio": pipeline / inprocess,
         "ratio_lag1": pipeline_lag1 / inprocess,
+        "pipeline_broadcast_tokens_per_s": pipeline_broadcast,
+        "ratio_broadcast": pipeline_broadcast / inprocess,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
         "note": (
             "What limits the pipeline here: every stage call crosses a process boundary (pickling "
             "the batch records into the object store and out again), the gathered weights go "
