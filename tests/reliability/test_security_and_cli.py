@@ -11,6 +11,7 @@ import stat
 import pytest
 import yaml
 
+from tests.conftest import tiny_pipeline_doc
 from tests.reliability.conftest import reliability_doc, write_pipeline
 from tip_ray.checkpoint.redact import MASK, RedactingFilter, redact, secret_values
 
@@ -52,6 +53,31 @@ def test_run_folder_is_private_and_resolved_config_masked(monkeypatch, tmp_path)
     secure_run_dir(run_dir)
     assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
     assert (run_dir / "config.resolved.yaml").read_text() == f"name: leak-{MASK}\n"
+
+
+def test_resolved_config_is_masked_as_written_and_only_by_the_lock_holder(monkeypatch, tiny_pair, demo_prompts, tmp_path):
+    import yaml
+
+    from tip_ray.checkpoint import RunFolderBusy, RunLock
+    from tip_ray.config import load_pipeline
+    from tip_ray.pipeline.prepare import write_resolved_config
+    from tip_ray.pipeline.run import run_pipeline
+
+    monkeypatch.setenv("HF_TOKEN", SECRETS["HF_TOKEN"])
+    run_dir = tmp_path / "run"
+    doc = tiny_pipeline_doc(tiny_pair, demo_prompts, run_dir, name=f"leak-{SECRETS['HF_TOKEN']}")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    config = load_pipeline(tmp_path / "p.yaml")
+    run_dir.mkdir()
+    written = write_resolved_config(config, run_dir)
+    assert SECRETS["HF_TOKEN"] not in written.read_text() and f"leak-{MASK}" in written.read_text()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    # A second driver on a folder another run holds is refused and leaves that run's file alone.
+    written.write_text("the running run's config\n")
+    with RunLock(run_dir):
+        with pytest.raises(RunFolderBusy):
+            run_pipeline(config)
+    assert written.read_text() == "the running run's config\n"
 
 
 def run_cli(args, capsys) -> tuple[int, str]:

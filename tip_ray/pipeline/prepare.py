@@ -53,6 +53,18 @@ def resolve_model_path(source: Any, where: str) -> str:
     raise ConfigError(f"{where}: unknown model source {source!r}")
 
 
+def write_resolved_config(config: PipelineConfig, run_dir: Path) -> Path:
+    """config.resolved.yaml in the run folder, secret values masked before it touches the disk."""
+    from tip_ray.checkpoint.redact import redact
+
+    path = run_dir / "config.resolved.yaml"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(redact(resolved_config_yaml(config)), encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
 def run_dir_for(config: PipelineConfig, override: str | None = None) -> Path:
     return Path(override or config.logging.run_dir.format(name=config.name)).expanduser().resolve()
 
@@ -78,9 +90,9 @@ def prepare_run(config: PipelineConfig, run_dir: str | None = None, write: bool 
     prompts = encode_rows(rows, tokenizer, config.data, report)
     folder = run_dir_for(config, run_dir)
     if write:
-        # The user's permissions only: run folders may hold prompts and weights.
+        # The user's permissions only: run folders may hold prompts and weights. The resolved
+        # config is written by the run, once it holds the folder's lock (write_resolved_config).
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (folder / "config.resolved.yaml").write_text(resolved_config_yaml(config))
     return PreparedRun(
         config=config,
         student_path=student,

@@ -53,7 +53,7 @@ from tip_ray.config.schema import PipelineConfig
 from tip_ray.data.prompts import DataPosition, PromptSampler
 from tip_ray.pipeline.controller import Controller, StageDied, StageTimeout, shutdown_actors, start_actors
 from tip_ray.pipeline.metrics import MetricsLog, Progress, read_metrics, step_metrics
-from tip_ray.pipeline.prepare import PreparedRun, prepare_run
+from tip_ray.pipeline.prepare import PreparedRun, prepare_run, write_resolved_config
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
 
@@ -183,6 +183,9 @@ def run_pipeline(
     prepared = prepared or prepare_run(config, run_dir)
     secure_run_dir(prepared.run_dir)
     lock = RunLock(prepared.run_dir).acquire()
+    # Only the run holding the lock writes the resolved config: a second driver refused above
+    # must not replace the running one's.
+    write_resolved_config(config, prepared.run_dir)
     handler = attach_run_log(prepared.run_dir)
     started_ray = False
     reaper = None
