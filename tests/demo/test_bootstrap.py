@@ -73,6 +73,8 @@ def test_labels_cover_only_the_solution_and_eos():
 
 def test_cache_is_built_once_then_reused(tmp_path):
     cache = tmp_path / "demo"
+    assert bootstrap.cached_demo_models(cache, TINY_RECIPE) is None  # reading never builds
+    assert not cache.exists()
     with pytest.warns(UserWarning, match="off target"):  # 3 steps of training make no teacher
         models = ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
     marker = cache / bootstrap.MARKER_FILE
@@ -88,6 +90,8 @@ def test_cache_is_built_once_then_reused(tmp_path):
     stamp = (models.teacher_path / "model.safetensors").stat().st_mtime_ns
     again = ensure_demo_models(cache, progress=False, recipe=TINY_RECIPE)
     assert again == models
+    assert bootstrap.cached_demo_models(cache, TINY_RECIPE) == models
+    assert bootstrap.cached_demo_models(cache) is None  # built from another recipe
     assert (models.teacher_path / "model.safetensors").stat().st_mtime_ns == stamp
 
 

@@ -28,16 +28,23 @@ def handle(args: argparse.Namespace) -> int:
     else:
         records = run_sweep(loaded, address=args.address)
     token_map = None
-    if not args.no_token_map:
+    notes = ""
+    start_accuracy = None
+    models = None
+    demo_student = loaded.base.models.student.type == "demo"
+    if demo_student:
+        from tip_ray.demo.bootstrap import DEFAULT_RECIPE, cached_demo_models, ensure_demo_models
+
+        # Rewriting a report must not start a 5-minute bootstrap: it reads the cache or goes without.
+        models = cached_demo_models() if args.report_only else ensure_demo_models(progress=False)
+        if models is None:
+            print("demo models are not cached for this recipe: the token map and the start accuracy are "
+                  "left out of the report (run `tip-ray demo` or the sweep to build them)", file=sys.stderr)
+    if not args.no_token_map and (models is not None or not demo_student):
         from tip_ray.sweep.token_map import sample_token_map
 
         token_map = sample_token_map(loaded.base, loaded.spec.token_stats_prompts)
-    notes = ""
-    start_accuracy = None
-    if loaded.base.models.student.type == "demo":
-        from tip_ray.demo.bootstrap import DEFAULT_RECIPE, ensure_demo_models
-
-        models = ensure_demo_models(progress=False)
+    if models is not None:
         # What each run evaluates on: the sweep's `set:` may change the base pipeline's eval.
         evaluated = loaded.run_config(loaded.spec.runs[0], loaded.spec.seeds[0]).eval
         notes = (f"Every run starts from the cached demo student: greedy accuracy {models.student_accuracy:.3f} "

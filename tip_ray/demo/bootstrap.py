@@ -318,6 +318,15 @@ def _read_marker(root: Path) -> dict | None:
     return json.loads(marker.read_text())
 
 
+def cached_demo_models(cache_dir: str | Path | None = None, recipe: DemoRecipe = DEFAULT_RECIPE) -> DemoModels | None:
+    """The cached demo models when the cache is complete and built from `recipe`; never builds."""
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    marker = _read_marker(root)
+    if marker is not None and marker.get("recipe") == _recipe_record(recipe):
+        return _models_from(root, marker)
+    return None
+
+
 def ensure_demo_models(
     cache_dir: str | Path | None = None,
     progress: bool = True,
@@ -326,9 +335,9 @@ def ensure_demo_models(
     """The cached demo models, built first when the cache is missing, incomplete or from another recipe."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     wanted = _recipe_record(recipe)
-    marker = _read_marker(root)
-    if marker is not None and marker.get("recipe") == wanted:
-        return _models_from(root, marker)
+    cached = cached_demo_models(root, recipe)
+    if cached is not None:
+        return cached
 
     with _exclusive_lock(root.parent / f".{root.name}.lock"):
         marker = _read_marker(root)  # another process may have finished it meanwhile
