@@ -70,3 +70,17 @@ def test_the_error_names_the_file_and_the_fix(tiny_pair, demo_prompts, tmp_path)
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match=r"(?s)tp.yaml.*set it to 4"):
         load_pipeline(path)
+
+
+@pytest.mark.parametrize("lag, ranks, expected", [
+    (0, 1, {"rollout": 8, "teacher": 8, "selector": 8, "learner": 8}),  # stages take turns
+    (0, 2, {"rollout": 8, "teacher": 8, "selector": 8, "learner": 4}),  # ranks run together
+    (1, 1, {"rollout": 4, "teacher": 4, "selector": 4, "learner": 4}),  # sampling overlaps training
+    (1, 2, {"rollout": 4, "teacher": 4, "selector": 4, "learner": 2}),
+])
+def test_one_machine_threads_follow_what_runs_at_the_same_time(tiny_pair, demo_prompts, tmp_path, lag, ranks, expected):
+    doc = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path, cluster={"address": "local", "num_cpus": 8},
+                            learner={"num_ranks": ranks, "micro_batch_size": 4},
+                            train={"steps": 3, "max_policy_lag": lag})
+    plans = plan_placement(PipelineConfig.model_validate(doc))
+    assert {role: plan.num_threads for role, plan in plans.items()} == expected
