@@ -275,6 +275,13 @@ class LearnerRank:
             self.weight_group.send(state)
         return state
 
+    def gather_weights(self, broadcast: bool = False) -> tuple[int, dict[str, torch.Tensor] | None]:
+        """full_state_dict as two return values (call with num_returns=2): the number of tensors,
+        small, for the caller to wait on, and the weights (rank 0; None elsewhere), which the
+        caller passes on by reference without fetching them."""
+        state = self.full_state_dict(broadcast=broadcast)
+        return (len(state) if state is not None else 0), state
+
     def join_weight_group(self, address) -> int:
         """Rank 0: open (or replace) the broadcast group to the rollout engines as its sender."""
         from tip_ray.broadcast import BroadcastGroup

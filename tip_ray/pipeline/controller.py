@@ -370,19 +370,20 @@ class Controller:
 
     def publish_weights(self, version: int) -> WeightVersion:
         """Gather the learners' weights as policy `version`; with weight broadcast, rank 0 also
-        sends them to every rollout engine now. The object store keeps one copy either way: the
-        selector, evaluation and a restarted rollout worker read it."""
+        sends them to every rollout engine now. Rank 0's gathered weights stay in the object store
+        as the return value of its call (owned by this controller, which never pulls them in: it
+        waits on a small tensor count), and every stage that needs them reads that one copy: the
+        selector, evaluation and a restarted rollout worker."""
         learners = self.actors.learners
-        if not self.broadcast_weights:
-            states = wait_all([r.full_state_dict.remote() for r in learners], "learner", self.timeout)
-        else:
+        broadcast = self.broadcast_weights
+        if broadcast:
             self.ensure_weight_group()
-            gathers = [r.full_state_dict.remote(broadcast=True) for r in learners]
-            receives = [w.receive_weights.remote(version) for w in self.actors.rollouts]
-            # One group: a member that fails leaves the others blocked in the broadcast.
-            states = wait_all([*gathers, *receives], "weight broadcast", self.timeout)[: len(learners)]
-        # Put the gathered weights in the object store once; every stage reads the same copy.
-        return WeightVersion(version=version, refs=(ray.put(states[0]),))
+        calls = [r.gather_weights.options(num_returns=2).remote(broadcast) for r in learners]
+        counts = [count for count, _ in calls]
+        receives = [w.receive_weights.remote(version) for w in self.actors.rollouts] if broadcast else []
+        # One group: a member that fails leaves the others blocked in the gather or the broadcast.
+        wait_all([*counts, *receives], "weight broadcast" if broadcast else "learner", self.timeout)
+        return WeightVersion(version=version, refs=(calls[0][1],))
 
     def ensure_weight_group(self) -> None:
         """(Re)form learner rank 0's broadcast group with every rollout worker: at the first sync
