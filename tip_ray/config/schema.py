@@ -130,7 +130,9 @@ class VLLMRollout(Strict):
 
     type: Literal["vllm"]
     tensor_parallel_size: int = Field(default=1, gt=0, description="GPUs per engine.")
-    gpu_memory_utilization: float = Field(default=0.5, gt=0.0, le=1.0)
+    gpu_memory_utilization: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="GPU builds: share of each GPU for weights and KV cache."
+    )
     kv_cache_space_gib: int = Field(default=1, gt=0, description="KV cache on CPU builds.")
     enforce_eager: bool = Field(default=True, description="Skip CUDA graph capture.")
     sleep_when_idle: bool = Field(
@@ -252,12 +254,16 @@ class EntropySampleRule(_RuleCommon):
 
 class SoftOrRule(_RuleCommon):
     type: Literal["soft_or"]
-    entropy_clip_quantile: float = Field(default=0.98, gt=0.0, le=1.0)
+    entropy_clip_quantile: float = Field(
+        default=0.98, gt=0.0, le=1.0, description="Entropy is clipped at this batch quantile before min-max scaling."
+    )
 
 
 class Q3OnlyRule(_RuleCommon):
     type: Literal["q3_only"]
-    entropy_clip_quantile: float = Field(default=0.98, gt=0.0, le=1.0)
+    entropy_clip_quantile: float = Field(
+        default=0.98, gt=0.0, le=1.0, description="Entropy is clipped at this batch quantile before min-max scaling."
+    )
 
 
 class DivergenceTopKRule(_RuleCommon):
@@ -270,7 +276,7 @@ class QuadrantRule(_RuleCommon):
     weights: dict[Literal[1, 2, 3, 4], float] | None = Field(
         default=None, description="Per-quadrant loss weights (instead of keep)."
     )
-    cuts: CutLinesConfig = Field(default_factory=CutLinesConfig)
+    cuts: CutLinesConfig = Field(default_factory=CutLinesConfig, description="Where the quadrant lines sit.")
 
 
 SelectionRule = Annotated[
@@ -310,11 +316,13 @@ class LossConfig(Strict):
 
 class OptimizerConfig(Strict):
     lr: float = Field(default=1e-6, gt=0.0, description="Peak learning rate (AdamW).")
-    weight_decay: float = Field(default=0.0, ge=0.0)
-    betas: tuple[float, float] = Field(default=(0.9, 0.999))
-    eps: float = Field(default=1e-8, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0, description="AdamW decoupled weight decay.")
+    betas: tuple[float, float] = Field(default=(0.9, 0.999), description="AdamW (beta1, beta2).")
+    eps: float = Field(default=1e-8, gt=0.0, description="AdamW epsilon.")
     warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps.")
-    schedule: Literal["cosine", "constant"] = Field(default="cosine")
+    schedule: Literal["cosine", "constant"] = Field(
+        default="cosine", description="After warm-up: cosine decay to min_lr_ratio, or constant."
+    )
     min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0, description="Cosine floor / peak.")
     grad_clip: float | None = Field(default=1.0, gt=0.0, description="Max global grad norm.")
 
@@ -389,10 +397,10 @@ class RoleResources(Strict):
 
 
 class RolesResourcesConfig(Strict):
-    rollout: RoleResources = Field(default_factory=RoleResources)
-    learner: RoleResources = Field(default_factory=RoleResources)
-    teacher: RoleResources = Field(default_factory=RoleResources)
-    selector: RoleResources = Field(default_factory=RoleResources)
+    rollout: RoleResources = Field(default_factory=RoleResources, description="Each rollout worker.")
+    learner: RoleResources = Field(default_factory=RoleResources, description="Each learner rank.")
+    teacher: RoleResources = Field(default_factory=RoleResources, description="Each teacher scorer.")
+    selector: RoleResources = Field(default_factory=RoleResources, description="The selector.")
 
 
 class ClusterConfig(Strict):
@@ -474,8 +482,8 @@ class EvalConfig(Strict):
     grade_timeout_s: float = Field(default=5.0, gt=0.0, description="Per-answer grading limit.")
     num_problems: int | None = Field(default=None, gt=0, description="Evaluate on the first N.")
     samples_per_problem: int = Field(default=1, gt=0, description="n of mean@n / pass@k.")
-    temperature: float = Field(default=0.0, ge=0.0)
-    max_new_tokens: int = Field(default=256, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0, description="Sampling temperature; 0 = greedy.")
+    max_new_tokens: int = Field(default=256, gt=0, description="Longest answer generated per problem.")
 
 
 class PipelineConfig(Strict):
