@@ -174,3 +174,25 @@ def test_colocated_engines_sync_through_the_object_store(tiny_pair, demo_prompts
     doc["rollout"]["weight_sync"] = "broadcast"
     with pytest.raises(ValueError, match="sleep_when_idle .* needs rollout.weight_sync object_store or auto"):
         PipelineConfig.model_validate(doc)
+
+
+def test_weight_sync_forms_and_transport_override(tiny_pair, demo_prompts, tmp_path):
+    from tip_ray.config.schema import PipelineConfig
+    from tip_ray.pipeline.controller import weight_sync_mode
+
+    def mode(sync, gpus=0.0):
+        pools = {"teacher": {"resource": "teacher_pool", "gpus_per_actor": gpus},
+                 "student": {"resource": "student_pool", "gpus_per_actor": gpus}}
+        doc = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path, rollout={"weight_sync": sync},
+                                cluster={"address": "auto", "pools": pools})
+        return weight_sync_mode(PipelineConfig.model_validate(doc))
+
+    assert mode("broadcast") == mode({"type": "broadcast"}) == (True, "gloo")
+    assert mode({"type": "broadcast", "transport": "gloo"}, gpus=1) == (True, "gloo")  # forced over host memory
+    assert mode({"type": "broadcast", "transport": "nccl"}, gpus=1) == (True, "nccl")
+    with pytest.raises(ValueError, match="transport nccl needs whole GPUs on the rollout and learner roles"):
+        mode({"type": "broadcast", "transport": "nccl"}, gpus=0.5)
+    with pytest.raises(ValueError, match="'nvlink'"):
+        mode({"type": "nvlink"})
+    with pytest.raises(ValueError, match="transport"):
+        mode({"type": "object_store", "transport": "gloo"})  # only broadcast has a transport

@@ -146,20 +146,50 @@ class VLLMRollout(Strict):
 RolloutBackend = Annotated[Union[HFRollout, VLLMRollout], Field(discriminator="type")]
 
 
+class AutoSync(Strict):
+    """Broadcast (NCCL) when rollout workers and learner ranks each hold whole GPUs, else the
+    object store: fractional GPUs may be one shared GPU, which NCCL cannot link to itself."""
+
+    type: Literal["auto"]
+
+
+class ObjectStoreSync(Strict):
+    """Learner rank 0's gathered state dict through Ray's object store; works everywhere."""
+
+    type: Literal["object_store"]
+
+
+class BroadcastSync(Strict):
+    """Learner rank 0 broadcasts the weights tensor by tensor to every engine worker over a
+    group of its own (tip_ray/broadcast.py)."""
+
+    type: Literal["broadcast"]
+    transport: Literal["auto", "gloo", "nccl"] = Field(
+        default="auto",
+        description="auto: NCCL between whole-GPU actors, else gloo through host memory; nccl "
+        "needs GPUs on both the rollout and the learner role.",
+    )
+
+
+WeightSync = Annotated[Union[AutoSync, ObjectStoreSync, BroadcastSync], Field(discriminator="type")]
+
+
 class RolloutConfig(Strict):
     backend: RolloutBackend = Field(default_factory=HFRollout)
     num_workers: int = Field(default=1, gt=0, description="Student replicas that sample.")
     prompts_per_step: int = Field(default=8, gt=0, description="Prompts in one update batch.")
     samples_per_prompt: int = Field(default=4, gt=0, description="Responses sampled per prompt.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    weight_sync: Literal["auto", "object_store", "broadcast"] = Field(
-        default="auto",
-        description="How new weights reach the rollout workers after an update. object_store: "
-        "learner rank 0's gathered state dict through Ray's object store (works everywhere); "
-        "broadcast: learner rank 0 broadcasts tensor by tensor to every engine over a group of "
-        "its own (NCCL on GPU pools, gloo on CPU); auto: broadcast when rollout workers have "
-        "GPUs, else object_store.",
+    weight_sync: WeightSync = Field(
+        default_factory=lambda: AutoSync(type="auto"),
+        description="How new weights reach the rollout workers after an update (a bare name, "
+        "e.g. `weight_sync: broadcast`, is short for `{type: broadcast}`).",
     )
+
+    @field_validator("weight_sync", mode="before")
+    @classmethod
+    def _weight_sync_shorthand(cls, value):
+        return {"type": value} if isinstance(value, str) else value
 
 
 # --------------------------------------------------------------------------- teacher
@@ -520,7 +550,17 @@ class PipelineConfig(Strict):
                     f"worker gets {gpus:g} GPU(s) (cluster.pools.{self.cluster.roles.rollout}.gpus_per_actor, "
                     f"or cluster.resources.rollout.gpus_per_actor): set it to {backend.tensor_parallel_size}"
                 )
-        if backend.type == "vllm" and backend.sleep_when_idle and self.rollout.weight_sync == "broadcast":
+        sync = self.rollout.weight_sync
+        if sync.type == "broadcast" and sync.transport == "nccl":
+            gpus = [self.cluster.role_resources(role)[0] if self.cluster.pools is not None else 0.0
+                    for role in ("rollout", "learner")]
+            if min(gpus) < 1:
+                raise ValueError(
+                    "rollout.weight_sync.transport nccl needs whole GPUs on the rollout and learner roles "
+                    f"(they get {gpus[0]:g} and {gpus[1]:g} per actor): use transport auto or gloo, or "
+                    "give both roles GPUs under cluster.pools / cluster.resources"
+                )
+        if backend.type == "vllm" and backend.sleep_when_idle and sync.type == "broadcast":
             raise ValueError(
                 "rollout.backend.sleep_when_idle (engines colocated with the learner) needs "
                 "rollout.weight_sync object_store or auto: a broadcast group cannot link two ranks on one GPU"

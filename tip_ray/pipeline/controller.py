@@ -279,9 +279,11 @@ def weight_sync_mode(config) -> tuple[bool, str]:
     plans = plan_placement(config)
     whole_gpus = plans["rollout"].num_gpus >= 1 and plans["learner"].num_gpus >= 1
     colocated = getattr(config.rollout.backend, "sleep_when_idle", False)
-    mode = config.rollout.weight_sync
-    broadcast = mode == "broadcast" or (mode == "auto" and whole_gpus and not colocated)
-    return broadcast, "nccl" if whole_gpus else "gloo"
+    sync = config.rollout.weight_sync
+    transport = "nccl" if whole_gpus else "gloo"
+    if sync.type == "broadcast":
+        return True, transport if sync.transport == "auto" else sync.transport
+    return sync.type == "auto" and whole_gpus and not colocated, transport
 
 
 class Controller:
