@@ -81,7 +81,9 @@ def free_port(host: str = "") -> int:
 class BroadcastGroup:
     """One member of a stateless broadcast group; rank 0 sends, every other rank receives.
 
-    Joining blocks until every rank of ``address.world_size`` has joined.
+    Joining blocks until every rank of ``address.world_size`` has joined. ``device`` is the
+    member's own (model) device: gloo always moves host tensors, NCCL uses it when it is a CUDA
+    device and the current CUDA device otherwise, so callers need not choose per transport.
     """
 
     def __init__(self, address: GroupAddress, rank: int, device: torch.device | str | None = None):

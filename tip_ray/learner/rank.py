@@ -289,7 +289,7 @@ class LearnerRank:
         if self.rank != 0:
             raise RuntimeError("weight broadcast: only learner rank 0 sends weights")
         self.weight_group = None  # leave the older group first
-        self.weight_group = BroadcastGroup(address, 0, device=self.device if address.transport == "nccl" else "cpu")
+        self.weight_group = BroadcastGroup(address, 0, device=self.device)
         return 0
 
     def save_checkpoint(self, folder: str) -> list[str]:

@@ -92,8 +92,7 @@ class HFGenerateBackend:
 
     def join_broadcast_group(self, address: GroupAddress, rank_offset: int) -> list[int]:
         self.group = None  # leave any older group first
-        device = self.device if address.transport == "nccl" else "cpu"
-        self.group = BroadcastGroup(address, rank_offset, device=device)
+        self.group = BroadcastGroup(address, rank_offset, device=self.device)
         return [rank_offset]
 
     @torch.no_grad()

@@ -61,8 +61,7 @@ class WeightSyncExtension:
 
         rank = rank_offset + get_world_group().rank
         self._tip_broadcast = None  # leave any older group first
-        device = self.device if address.transport == "nccl" else "cpu"
-        self._tip_broadcast = BroadcastGroup(address, rank, device=device)
+        self._tip_broadcast = BroadcastGroup(address, rank, device=self.device)
         return rank
 
     def tip_receive_broadcast(self) -> int:
