@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from tip_ray.broadcast import BroadcastGroup, free_port
 from tip_ray.learner.memory import PeakMemory
 from tip_ray.records import SelectedBatch, StepResult
 from tip_ray.tip import selective_distill_loss
@@ -112,18 +113,11 @@ class SelectiveStudent(torch.nn.Module):
         )
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
-
-
 class LearnerRank:
     def __init__(self, rank: int, settings: LearnerSettings):
-        if settings.num_threads:
-            torch.set_num_threads(settings.num_threads)
+        from tip_ray.models.loading import limit_torch_threads
+
+        limit_torch_threads(settings.num_threads)
         self.rank = rank
         self.settings = settings
         self.memory = PeakMemory()
@@ -284,8 +278,6 @@ class LearnerRank:
 
     def join_weight_group(self, address) -> int:
         """Rank 0: open (or replace) the broadcast group to the rollout engines as its sender."""
-        from tip_ray.broadcast import BroadcastGroup
-
         if self.rank != 0:
             raise RuntimeError("weight broadcast: only learner rank 0 sends weights")
         self.weight_group = None  # leave the older group first
