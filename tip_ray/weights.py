@@ -39,16 +39,17 @@ class VersionedWeights:
     def __init__(self, load: Callable[[Mapping[str, torch.Tensor]], None]):
         self._load = load
         self.version = 0
-        self.loads = 0
+        self.loads = 0  # state dicts loaded through `ensure`
+        self.broadcasts = 0  # versions that arrived by broadcast instead
 
     def received(self, version: int) -> None:
         """Weights of `version` arrived by another way (a broadcast): later calls with that
         version need not load them again."""
         self.version = version
-        self.loads += 1
+        self.broadcasts += 1
 
     def ensure(self, handle: WeightVersion) -> None:
-        if handle.version == self.version and (handle.refs is None or self.loads > 0):
+        if handle.version == self.version and (handle.refs is None or self.loads + self.broadcasts > 0):
             return
         state = resolve_state_dict(handle)
         if state is None:

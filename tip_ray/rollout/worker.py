@@ -74,11 +74,10 @@ class RolloutWorker:
         self.backend = build_backend(settings, self.tokenizer)
         self.weights = VersionedWeights(self.backend.load_weights)
         self.calls = 0
-        self.broadcasts_received = 0
 
     def sync_counts(self) -> dict[str, int]:
         """How this worker's weights arrived: state dicts loaded vs broadcasts received."""
-        return {"loads": self.weights.loads - self.broadcasts_received, "broadcasts": self.broadcasts_received}
+        return {"loads": self.weights.loads, "broadcasts": self.weights.broadcasts}
 
     def ready(self) -> str:
         return self.settings.name
@@ -119,7 +118,6 @@ class RolloutWorker:
         """Take the broadcast of policy `version` now; returns the tensors received."""
         count = self.backend.receive_broadcast()
         self.weights.received(version)
-        self.broadcasts_received += 1
         return count
 
     def complete(self, prompts: list[str], *, n: int, temperature: float, max_new_tokens: int,
