@@ -48,7 +48,7 @@ from tip_ray.checkpoint import (
 )
 from tip_ray.checkpoint.reaper import start_reaper, stop_reaper
 from tip_ray.checkpoint.state import capture_driver_rng, restore_driver_rng
-from tip_ray.config.loader import ConfigError, resolved_config_yaml
+from tip_ray.config.loader import ConfigError
 from tip_ray.config.schema import PipelineConfig
 from tip_ray.data.prompts import DataPosition, PromptSampler
 from tip_ray.pipeline.controller import Controller, StageDied, StageTimeout, shutdown_actors, start_actors
@@ -386,8 +386,7 @@ class RunSession:
             python_rng=py_rng,
             torch_rng=torch_rng,
         ))
-        (tmp / "config.resolved.yaml").write_text(resolved_config_yaml(self.config))
-        scrub_file(tmp / "config.resolved.yaml")
+        write_resolved_config(self.config, tmp)
         save_logs(run_dir, tmp)
         if self.config.checkpoint.export_hf:
             from tip_ray.learner.export import export_hf
