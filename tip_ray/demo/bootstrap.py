@@ -318,9 +318,13 @@ def _read_marker(root: Path) -> dict | None:
     return json.loads(marker.read_text())
 
 
+def _cache_root(cache_dir: str | Path | None) -> Path:
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+
 def cached_demo_models(cache_dir: str | Path | None = None, recipe: DemoRecipe = DEFAULT_RECIPE) -> DemoModels | None:
     """The cached demo models when the cache is complete and built from `recipe`; never builds."""
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = _cache_root(cache_dir)
     marker = _read_marker(root)
     if marker is not None and marker.get("recipe") == _recipe_record(recipe):
         return _models_from(root, marker)
@@ -333,16 +337,15 @@ def ensure_demo_models(
     recipe: DemoRecipe = DEFAULT_RECIPE,
 ) -> DemoModels:
     """The cached demo models, built first when the cache is missing, incomplete or from another recipe."""
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    wanted = _recipe_record(recipe)
+    root = _cache_root(cache_dir)
     cached = cached_demo_models(root, recipe)
     if cached is not None:
         return cached
 
     with _exclusive_lock(root.parent / f".{root.name}.lock"):
-        marker = _read_marker(root)  # another process may have finished it meanwhile
-        if marker is not None and marker.get("recipe") == wanted:
-            return _models_from(root, marker)
+        cached = cached_demo_models(root, recipe)  # another process may have finished it meanwhile
+        if cached is not None:
+            return cached
         if root.exists():
             unexpected = sorted(p.name for p in root.iterdir() if p.name not in ("tokenizer", "teacher", "student", MARKER_FILE))
             if unexpected:
