@@ -44,3 +44,13 @@ def ray_local():
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     yield ray
     ray.shutdown()
+
+
+def live_actor(prefix: str, suffix: str):
+    """The live stage actor named `<prefix>...<suffix>` (a run names its actors
+    `tip-ray/<run name>/<id>/<role>-<i>`; one run of a name at a time in a session)."""
+    import ray
+
+    names = [n for n in ray.util.list_named_actors() if n.startswith(prefix) and n.endswith(suffix)]
+    assert names, f"no actor {prefix}*{suffix} among {ray.util.list_named_actors()}"
+    return ray.get_actor(names[-1])

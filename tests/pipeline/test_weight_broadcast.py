@@ -11,7 +11,7 @@ import pytest
 import ray
 import torch
 
-from tests.conftest import tiny_pipeline_doc
+from tests.conftest import live_actor, tiny_pipeline_doc
 from tests.reliability.conftest import read_rows, write_pipeline
 from tip_ray.broadcast import BroadcastGroup, GroupAddress, free_port, tensor_specs
 
@@ -114,12 +114,6 @@ def test_broadcast_before_joining_is_a_clear_error(tiny_pair):
     backend = HFGenerateBackend(load_causal_lm(str(tiny_pair.student_path), dtype="float32"), 0, 0, 4)
     with pytest.raises(RuntimeError, match="before joining"):
         backend.receive_broadcast()
-
-
-def live_actor(prefix: str, suffix: str):
-    names = [n for n in ray.util.list_named_actors() if n.startswith(prefix) and n.endswith(suffix)]
-    assert names, f"no actor {prefix}*{suffix} among {ray.util.list_named_actors()}"
-    return ray.get_actor(names[-1])
 
 
 def test_two_rollout_workers_join_one_group(ray_local, tiny_pair, demo_prompts, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import ray
 
-from tests.pipeline.test_weight_broadcast import live_actor
+from tests.conftest import live_actor
 from tests.reliability.conftest import comparable, read_rows, reliability_doc, write_pipeline
 
 

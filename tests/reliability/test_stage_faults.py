@@ -11,14 +11,8 @@ import time
 import pytest
 import ray
 
+from tests.conftest import live_actor
 from tests.reliability.conftest import LAG, STEPS, comparable, read_rows, reliability_doc, write_pipeline
-
-
-def live_actor(suffix: str):
-    """The live stage actor whose name ends with `suffix` (one run at a time in this session)."""
-    names = [n for n in ray.util.list_named_actors() if n.startswith("tip-ray/faults/") and n.endswith(suffix)]
-    assert names, f"no actor named */{suffix} among {ray.util.list_named_actors()}"
-    return ray.get_actor(names[-1])
 
 
 @pytest.mark.timeout(900)
@@ -38,7 +32,7 @@ def test_actors_killed_mid_run(reference_run, tiny_pair, demo_prompts, tmp_path,
         target = plan.get(row["step"])
         if target and target not in done:
             done.append(target)
-            ray.kill(live_actor(target), no_restart=False)
+            ray.kill(live_actor("tip-ray/faults/", target), no_restart=False)
 
     caplog.set_level("INFO", logger="tip_ray")
     summary = run_pipeline(config, on_step=inject)
