@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from tip_ray.config.schema import PipelineConfig
+from tip_ray.tip.taxonomy import QUADRANTS
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class QuadrantView:
 
     def shares(self) -> dict[int, float]:
         n = max(self.quadrant.numel(), 1)
-        return {q: float((self.quadrant == q).sum()) / n for q in (1, 2, 3, 4)}
+        return {q: float((self.quadrant == q).sum()) / n for q in QUADRANTS}
 
 
 @dataclass(frozen=True)
