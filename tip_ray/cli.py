@@ -30,12 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from tip_ray.config.loader import ConfigError
-    from tip_ray.data.prompts import DataError
+    from tip_ray.errors import TipRayError
 
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, DataError) as exc:
+    except TipRayError as exc:
         print(f"tip-ray: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

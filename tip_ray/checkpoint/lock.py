@@ -10,8 +10,10 @@ import fcntl
 import os
 from pathlib import Path
 
+from tip_ray.errors import TipRayError
 
-class RunFolderBusy(RuntimeError):
+
+class RunFolderBusy(TipRayError, RuntimeError):
     """Another live process is running in this run folder."""
 
 

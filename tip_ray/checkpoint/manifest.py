@@ -13,11 +13,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tip_ray.errors import TipRayError
+
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class CheckpointDamaged(RuntimeError):
+class CheckpointDamaged(TipRayError, RuntimeError):
     """A checkpoint folder whose manifest is missing or does not match its files."""
 
 

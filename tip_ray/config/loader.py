@@ -15,13 +15,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tip_ray.config.schema import PipelineConfig
+from tip_ray.errors import TipRayError
 
 INCLUDE_KEY = "include"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_INCLUDE_DEPTH = 16
 
 
-class ConfigError(ValueError):
+class ConfigError(TipRayError, ValueError):
     """A configuration problem; the message names the file, the key path and what to change."""
 
 

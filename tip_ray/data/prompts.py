@@ -11,9 +11,10 @@ from typing import Any, Callable, Sequence
 import torch
 
 from tip_ray.config.schema import DataSource, DemoData, HubData, JsonlData, ParquetData
+from tip_ray.errors import TipRayError
 
 
-class DataError(ValueError):
+class DataError(TipRayError, ValueError):
     """A dataset problem; the message names the file, the line and what to change."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from tip_ray.errors import TipRayError
 
-class JobsError(RuntimeError):
+
+class JobsError(TipRayError, RuntimeError):
     """Talking to a Ray cluster's Jobs API failed (unreachable, unknown job, bad request)."""
 
 

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import torch
 
+from tip_ray.errors import TipRayError
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # "name" or "org/name" with the characters the hub allows.
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
-class IncompatibleModelsError(ValueError):
+class IncompatibleModelsError(TipRayError, ValueError):
     """Student and teacher cannot be distilled into one another (tokenizer or vocabulary differ)."""
 
 

@@ -49,23 +49,26 @@ from tip_ray.pipeline.prepare import PreparedRun
 from tip_ray.pipeline.stages import learner_settings, rollout_settings, selector_settings, teacher_stage
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
+from tip_ray.errors import TipRayError
 
 log = logging.getLogger("tip_ray")
 
 
-class StageTimeout(RuntimeError):
+class StageTimeout(TipRayError, RuntimeError):
     """A stage did not answer within train.stage_timeout_s."""
 
 
-class StageDied(RuntimeError):
+class StageDied(TipRayError, RuntimeError):
     """A stage's actor died and Ray will not restart it (a learner rank, or out of restarts)."""
 
-    def __init__(self, stage: str, cause: BaseException):
-        super().__init__(f"stage {stage!r} died: {cause}")
-        self.stage = stage
+    _fields = ("stage",)
+
+    @classmethod
+    def of(cls, stage: str, cause: BaseException) -> "StageDied":
+        return cls(f"stage {stage!r} died: {cause}", stage=stage)
 
 
-class PolicyLagExceeded(RuntimeError):
+class PolicyLagExceeded(TipRayError, RuntimeError):
     """A batch arrived with weights older than max_policy_lag allows (never silently accepted)."""
 
 
@@ -243,7 +246,7 @@ def wait_stage(refs, stage: str, timeout_s: float):
     except ray.exceptions.GetTimeoutError:
         raise _timeout_error(stage, timeout_s) from None
     except ray.exceptions.RayActorError as exc:
-        raise StageDied(stage, exc) from exc
+        raise StageDied.of(stage, exc) from exc
 
 
 def wait_all(refs: list, stage: str, timeout_s: float) -> list:

@@ -56,17 +56,18 @@ from tip_ray.pipeline.metrics import MetricsLog, Progress, read_metrics, step_me
 from tip_ray.pipeline.prepare import PreparedRun, prepare_run, write_resolved_config
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
+from tip_ray.errors import TipRayError
 
 log = logging.getLogger("tip_ray")
 
 ResumeMode = Literal["auto", "require"]
 
 
-class TooManyBadSteps(RuntimeError):
+class TooManyBadSteps(TipRayError, RuntimeError):
     """train.max_consecutive_bad_steps updates in a row were skipped for non-finite numbers."""
 
 
-class RunFailed(RuntimeError):
+class RunFailed(TipRayError, RuntimeError):
     """A stage died or hung more often than train.max_resumes lets the run resume by itself."""
 
 

@@ -36,23 +36,24 @@ from tip_ray.rollout.backend import Sample, SamplingRequest
 from tip_ray.broadcast import GroupAddress
 from tip_ray.models.loading import read_model_config
 from tip_ray.rollout.vllm_sync import EXTENSION_QUALNAME
+from tip_ray.errors import TipRayError
 
 _GIB = 1 << 30
 
 
-class VLLMUnavailableError(ImportError):
+class VLLMUnavailableError(TipRayError, ImportError):
     """vLLM is not installed in this environment."""
 
 
-class VLLMLoadError(RuntimeError):
+class VLLMLoadError(TipRayError, RuntimeError):
     """vLLM could not start an engine for a model folder; the message says what to change."""
 
 
-class VLLMEngineError(RuntimeError):
+class VLLMEngineError(TipRayError, RuntimeError):
     """A running vLLM engine failed (died, or rejected a request)."""
 
 
-class TokenizerMismatchError(ValueError):
+class TokenizerMismatchError(TipRayError, ValueError):
     """The run's tokenizer does not match the model folder the engine serves."""
 
 
