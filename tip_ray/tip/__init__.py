@@ -1,5 +1,5 @@
 """TIP core in plain torch: teacher signals, token statistics, the quadrant taxonomy, selection
-rules, distillation losses and the selective learner loss. No Ray here; see TIP_METHOD.md."""
+rules, distillation losses and the selective learner loss. No Ray here; see docs/method.md."""
 
 from .losses import (
     LOSSES,

@@ -185,7 +185,7 @@ def select_tokens(
     "quadrant" keep what their definition says and need ratio = 1. generator: source of
     randomness for "random" and "entropy_sample".
 
-    Rules (TIP_METHOD.md): all; random; entropy_topk (highest h); entropy_sample (p_t ~ h_t,
+    Rules (docs/method.md): all; random; entropy_topk (highest h); entropy_sample (p_t ~ h_t,
     ``importance_weights`` False by default); soft_or (s = h^ + d^ - h^ d^, ``entropy_clip_quantile``);
     q3_only (forward KL * (1 - h^)); divergence_topk (highest delta); quadrant (``keep`` quadrants,
     or per-quadrant ``weights`` {1..4: w}; cut lines ``entropy_cut``, ``divergence_cut`` read as
