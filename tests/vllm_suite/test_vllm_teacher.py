@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.vllm.conftest import reference_logprobs, require_vllm
+from tests.vllm_suite.conftest import reference_logprobs, require_vllm
 from tip_ray.records import PromptBatch
 from tip_ray.rollout.backend import Sample
 from tip_ray.rollout.pack import pack_rollout

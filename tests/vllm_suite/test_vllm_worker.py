@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.vllm.conftest import perturbed, reference_logprobs, require_vllm
+from tests.vllm_suite.conftest import perturbed, reference_logprobs, require_vllm
 from tip_ray.config.schema import VLLMRollout
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.vllm.conftest import perturbed, reference_logprobs, require_vllm
+from tests.vllm_suite.conftest import perturbed, reference_logprobs, require_vllm
 from tip_ray.models.tiny import EOS_ID, PAD_ID, build_tiny_model
 from tip_ray.rollout.backend import SamplingRequest
 from tip_ray.rollout.hf import HFGenerateBackend
@@ -156,7 +156,7 @@ def test_prompt_ids_outside_the_vocabulary_are_refused(backend):
 
 def test_untied_lm_head_is_synced(tmp_path, tokenizer, prompt_ids):
     """A model with its own LM head: changing only the head changes greedy output, in step with HF."""
-    from tests.vllm.conftest import STUDENT_SPEC
+    from tests.vllm_suite.conftest import STUDENT_SPEC
     from dataclasses import replace
     from tip_ray.models.tiny import save_model
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vllm.conftest import require_vllm
+from tests.vllm_suite.conftest import require_vllm
 from tip_ray.models.tiny import build_char_tokenizer
 
 require_vllm()
@@ -67,7 +67,7 @@ def test_an_engine_that_dies_mid_run(student_dir):
     path, _ = student_dir
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run(
-        [sys.executable, str(REPO / "tests/vllm/engine_death_probe.py"), path],
+        [sys.executable, str(REPO / "tests/vllm_suite/engine_death_probe.py"), path],
         capture_output=True, text=True, timeout=420, env=env, cwd=REPO,
     )
     results = [line for line in done.stdout.splitlines() if line.startswith("RESULT:")]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.vllm.conftest import perturbed, reference_logprobs, require_vllm
+from tests.vllm_suite.conftest import perturbed, reference_logprobs, require_vllm
 from tip_ray.models.tiny import EOS_ID, PAD_ID
 from tip_ray.rollout.backend import SamplingRequest
 from tip_ray.rollout.hf import HFGenerateBackend
