@@ -93,6 +93,10 @@ def test_toy_run_on_cpu_writes_every_section_without_ray_pydantic_or_vllm(tmp_pa
     table = (out / "tier1.md").read_text()
     assert "| 2 x 128 | plain |" in table and "Targets:" in table and "PASS" in table
     assert {p.name for p in (out / "parts").iterdir()} == {f"{n}.json" for n in sections}
+    # The table script rebuilds the same table from the JSON alone (no torch needed).
+    again = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_tier1_table.py"), str(out)],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout == table, again.stderr
 
 
 def test_a_section_out_of_time_is_recorded_and_the_check_fails(tmp_path):

@@ -14,7 +14,7 @@ def build_model(shape: dict, device: torch.device, dtype: torch.dtype = torch.bf
     config = Qwen3Config(**shape)
     with torch.device(device):  # initialise on the device directly: seconds instead of minutes on CPU
         model = AutoModelForCausalLM.from_config(config)
-    return model.to(dtype)
+    return model.to(device=device, dtype=dtype)  # in case a transformers version ignores the device context
 
 
 def save_model(model: torch.nn.Module, folder: Path) -> Path:
