@@ -151,3 +151,10 @@ def test_targets_are_judged_where_plain_fit_and_an_oom_is_reported():
     assert found["bf16 method core agrees with float64"]["met"] is False
     result["targets"] = targets(result)
     assert "NOT met" in markdown(result)
+
+    # Where plain fits at both shapes, the larger one decides.
+    result["sections"]["loss_step"]["cases"][1] = case("plain", 1.0, 8, 100.0, 4.0)
+    result["sections"]["loss_step"]["cases"].append(case("selective", 1.0, 8, 9.0, 4.4))
+    found = {t["name"]: t for t in targets(result)}
+    assert found["selective rho=0.5 peak <= 0.5 x plain (at 8 x 8192)"]["met"] is True  # 7 / 100
+    assert found["selective rho=1 time <= 1.15 x plain (at 8 x 8192)"]["met"] is True  # 4.4 / 4.0

@@ -15,8 +15,8 @@ LM head [V, d_T] (the compact exact form the Qwen3 pair uses). Three ways to com
   the backward pass (activation checkpointing), so no [S*T, V] tensor ever exists: the usual
   memory-bounded all-token loss ("loss chunk 512" in the paper).
 
-The paper's shape (8 x 8192) comes first; ``plain`` may not fit the device there (it is then
-recorded as out of memory) and the smaller shape after it makes the comparison measurable.
+Two shapes: 1 x 8192, where every path fits and the targets are judged, then the paper's
+8 x 8192, where ``plain`` may not fit the device (it is then recorded as out of memory).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class _Case:
 
 
 def _plan(sizes: Sizes, device: torch.device) -> list[tuple[int, int, str, float]]:
-    """(sequences, tokens, path, ratio) in the order run: the paper's shape first."""
+    """(sequences, tokens, path, ratio) in the order run."""
     plan = []
     for sequences, tokens in sizes.loss_shapes:
         plan += [(sequences, tokens, "selective", ratio) for ratio in RATIOS]

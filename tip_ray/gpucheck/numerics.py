@@ -147,21 +147,22 @@ def _check_rules(inputs: _Inputs, stats_dev: dict, stats_ref: dict, record: Sect
             counts_ok = torch.equal(got_mask.sum(1), keep_counts(mask_ref, ratio))
             inside = not bool((got_mask & ~mask_ref).any())
             note = "k per rollout, response positions only"
-            error = None
+            error, tolerance = None, None
             passed = counts_ok and inside
             if rule == "entropy_sample":
                 entropy = torch.where(mask_ref, stats_ref["entropy"].double(), 0.0)
                 mean = entropy.sum(1, keepdim=True) / mask_ref.sum(1, keepdim=True)
                 expected = torch.where(got_mask, mean / entropy.clamp(min=1e-300), 0.0)
                 ok, error = _close(got_weights, expected, 0.0, 1e-5)
+                tolerance = "1e-5|ref|"
                 passed = passed and ok
                 note += "; importance weights mean(h)/h_t"
         else:
             want = select_tokens(rule, **stats_ref, response_mask=mask_ref, ratio=ratio, **params)
             passed = torch.equal(got_mask, want.mask) and torch.equal(got_weights, want.weights)
-            error = float((got_mask != want.mask).sum())
+            error, tolerance = float((got_mask != want.mask).sum()), 0
             note = "same tokens and weights as on the CPU (error = tokens that differ)"
-        record.check(f"rule {rule} (ratio {ratio})", passed, error, 0 if error is not None else None, note)
+        record.check(f"rule {rule} (ratio {ratio})", passed, error, tolerance, note)
     mine = select_tokens("soft_or", **stats_dev, response_mask=mask_dev, ratio=0.5).mask.cpu()
     want = select_tokens("soft_or", **stats_ref, response_mask=mask_ref, ratio=0.5).mask
     overlap = float((mine & want).sum() / want.sum())

@@ -28,8 +28,9 @@ def targets(result: dict) -> list[dict]:
             half = _find(cases, path="selective", ratio=0.5, sequences=sequences, tokens_per_sequence=tokens) or {}
             out.append({"name": f"plain all-token loss at {sequences} x {tokens}", "met": None,
                         "text": f"out of memory on this device; selective rho=0.5 peaked at {half.get('peak_gib', '?')} GiB"})
-    shape = next((s for s in shapes if (_find(cases, path="plain", sequences=s[0], tokens_per_sequence=s[1]) or {})
-                  .get("status") == "ok"), None)
+    measured = [s for s in shapes if (_find(cases, path="plain", sequences=s[0], tokens_per_sequence=s[1]) or {})
+                .get("status") == "ok"]
+    shape = max(measured, key=lambda s: s[0] * s[1]) if measured else None
     if shape is None:
         out.append({"name": "selective rho=0.5 peak <= 0.5 x plain", "met": None, "text": "plain not measured"})
         out.append({"name": "selective rho=1 time <= 1.15 x plain", "met": None, "text": "plain not measured"})

@@ -16,7 +16,7 @@ class Sizes:
     loss_vocab: int
     loss_hidden: int
     loss_teacher_hidden: int
-    loss_shapes: tuple[tuple[int, int], ...]  # (sequences, response tokens); the paper's first
+    loss_shapes: tuple[tuple[int, int], ...]  # (sequences, response tokens), in the order run
     loss_chunk: int
     loss_dtype: str = "bfloat16"  # what FSDP's bf16 mixed precision hands the loss; CPU toy runs use float32
     # learner step and generate: a randomly initialised Qwen3-shaped model
@@ -45,7 +45,8 @@ QWEN3_0_6B = {
 FULL = Sizes(
     numerics_vocab=151936, numerics_hidden=128, numerics_rows=4, numerics_time=48,
     loss_vocab=151936, loss_hidden=2560, loss_teacher_hidden=4096,
-    loss_shapes=((8, 8192), (1, 8192)), loss_chunk=512,
+    # 1 x 8192 first: the targets are judged there (plain fits), so a budget overrun cannot lose it
+    loss_shapes=((1, 8192), (8, 8192)), loss_chunk=512,
     model=QWEN3_0_6B,
 )
 
