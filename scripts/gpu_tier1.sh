@@ -2,7 +2,7 @@
 # Tier-1 GPU check, for a bare GPU machine with only torch and transformers installed (no Ray,
 # pydantic or vLLM, no network): the method core in bf16 against float64, the learner's loss-step
 # memory and time at Qwen3-4B's dimensions, the FSDP2 learner step of a 0.6B Qwen3-shaped model,
-# Hugging Face generate. At most 7 minutes (each section has its own time budget); usually 3-4.
+# Hugging Face generate. At most 7 minutes (each section has its own time budget); 2-4 expected.
 #
 #   bash scripts/gpu_tier1.sh                         # results in $OUT, else ./gpucheck-out
 #   bash scripts/gpu_tier1.sh --sections loss_step    # extra arguments go to python -m tip_ray.gpucheck
