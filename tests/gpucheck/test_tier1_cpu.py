@@ -1,5 +1,5 @@
 """The tier-1 GPU check runs on the CPU at toy sizes, so it cannot rot between GPU leases; and
-nothing it imports needs a package the lent GPU machine lacks (Ray, pydantic, vLLM, ...)."""
+nothing it imports needs a package a bare GPU machine lacks (Ray, pydantic, vLLM, ...)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Not installed on the lent GPU machine (torch, transformers, psutil, safetensors, pyyaml are).
+# Not installed on a bare GPU machine with torch and transformers (torch, transformers, psutil, safetensors, pyyaml are).
 MISSING_THERE = ("ray", "pydantic", "pydantic_core", "vllm", "trl", "math_verify", "jsonschema")
 
 BLOCKER = f'''
 import sys
 
 class RefuseMissing:
-    """Acts as if these packages were not installed, as on the lent GPU machine."""
+    """Acts as if these packages were not installed, as on a bare GPU machine."""
 
     names = {MISSING_THERE!r}
 

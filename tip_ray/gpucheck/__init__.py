@@ -9,6 +9,6 @@ against the float64 path (``numerics``), the learner's loss step at Qwen3-4B's d
 (``learner_step``) and Hugging Face generate throughput (``generate``). Results: JSON per
 section plus one combined JSON and a Markdown table (docs/gpu.md describes them).
 
-Nothing here, nor any project module it imports, may import Ray, pydantic or vLLM: the lent GPU
+Nothing here, nor any project module it imports, may import Ray, pydantic or vLLM: a bare GPU
 machine has none of them (a test holds this).
 """

@@ -16,7 +16,7 @@ def _find(cases: list[dict], **want: Any) -> dict | None:
 
 
 def targets(result: dict) -> list[dict]:
-    """The issue's targets, judged on the largest loss-step shape where ``plain`` fit the device."""
+    """The memory and time targets, judged on the largest loss-step shape where ``plain`` fit the device."""
     sections = result.get("sections", {})
     loss = sections.get("loss_step", {})
     cases = loss.get("cases", [])
