@@ -1,5 +1,5 @@
 """The vLLM backend on CUDA: sampling, weight sync, sleep/wake for colocation, NCCL broadcast
-from a learner process, tensor parallelism. Skipped without a GPU (scripts/gpu_check.sh runs them).
+from a learner process, tensor parallelism. Skipped without a GPU (scripts/gpu_tier2.sh runs them).
 
 Tolerance: float32 log-probs against the float64 CPU reference to 2e-3 absolute (GPU kernels
 may use TF32 and other reduction orders).

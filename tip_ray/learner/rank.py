@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from tip_ray.broadcast import BroadcastGroup, free_port
+from tip_ray.learner.device import batch_to_device
 from tip_ray.learner.memory import PeakMemory
 from tip_ray.records import SelectedBatch, StepResult
 from tip_ray.tip import selective_distill_loss
@@ -188,6 +189,7 @@ class LearnerRank:
         start = time.perf_counter()
         self.memory.start()
         s = self.settings
+        batch = batch_to_device(batch, self.device)
         bad_inputs = count_nonfinite_inputs(batch)
         if bad_inputs:
             # Every rank holds the whole batch, so all of them refuse it together (no collective).
@@ -202,7 +204,7 @@ class LearnerRank:
         # Every rank runs the same number of micro-batches: FSDP's collectives must pair up.
         rows_per_rank = math.ceil(batch.input_ids.shape[0] / s.world_size)
         num_micro = max(1, math.ceil(rows_per_rank / s.micro_batch_size))
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # NCCL reduces device tensors only
         for m in range(num_micro):
             a = min(m * s.micro_batch_size, local.input_ids.shape[0])
             b = min(a + s.micro_batch_size, local.input_ids.shape[0])
@@ -243,7 +245,7 @@ class LearnerRank:
         )
 
     def _grad_norm(self) -> float:
-        squares = torch.zeros((), dtype=torch.float64)
+        squares = torch.zeros((), dtype=torch.float64, device=self.device)
         for p in self.model.parameters():
             if p.grad is None:
                 continue
@@ -401,7 +403,7 @@ def _zero_weight_like(batch: SelectedBatch) -> SelectedBatch:
     idx = torch.tensor([0])
     return SelectedBatch(
         batch_id=one.batch_id, policy_version=one.policy_version, input_ids=one.input_ids,
-        attention_mask=one.attention_mask, positions=one.positions[:1], weights=torch.zeros(1),
+        attention_mask=one.attention_mask, positions=one.positions[:1], weights=torch.zeros(1, device=one.weights.device),
         sampled_tokens=one.sampled_tokens[:1], teacher=index_signal(one.teacher, idx),
         teacher_sampled_logprobs=one.teacher_sampled_logprobs[:1], summary=one.summary,
         prompt_rows=one.prompt_rows, num_response_tokens=one.num_response_tokens,

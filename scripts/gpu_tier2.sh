@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# GPU check: on a machine with a CUDA GPU (and no network needed), in under 8 minutes:
+# Tier-2 GPU check, for your own GPU machine with Ray, vLLM and the project installed (the bare
+# machine check, with torch and transformers only, is tier 1: scripts/gpu_tier1.sh). On a machine
+# with a CUDA GPU (and no network needed), in under 8 minutes:
 #   1. the GPU-marked tests (vLLM engine on CUDA: log-probs, weight sync, sleep/wake, and with
 #      2+ GPUs the NCCL broadcast from a learner process and tensor parallelism);
 #   2. rollout throughput, vLLM vs Hugging Face generate, batch 64, plus one weight sync;
@@ -7,14 +9,14 @@
 #      weights broadcast from the learner to the engine instead of going through the object store;
 # then a short table, printed last. Exit status: 0 only when every part passed.
 #
-#   bash scripts/gpu_check.sh            # PYTHON=... to pick the interpreter, OUT=... to keep results
+#   bash scripts/gpu_tier2.sh            # PYTHON=... to pick the interpreter, OUT=... to keep results
 #
 # Needs the official vllm package (pip install -e ".[vllm]") and a CUDA build of torch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python}
-OUT=${OUT:-$(mktemp -d -t tip-ray-gpu-check.XXXXXX)}
+OUT=${OUT:-$(mktemp -d -t tip-ray-gpu-tier2.XXXXXX)}
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export VLLM_ENABLE_V1_MULTIPROCESSING=${VLLM_ENABLE_V1_MULTIPROCESSING:-0}
@@ -43,4 +45,4 @@ run_part pipeline_broadcast 120 "$PY" scripts/gpu_pipeline_check.py --steps 2 --
     --out "$OUT/pipeline_broadcast.json"
 
 echo "== results in $OUT ($(( $(date +%s) - start ))s in all)"
-"$PY" scripts/gpu_check_table.py "$OUT"
+"$PY" scripts/gpu_tier2_table.py "$OUT"

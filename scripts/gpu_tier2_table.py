@@ -1,4 +1,4 @@
-"""Print the GPU check's short table from the files scripts/gpu_check.sh left in its folder;
+"""Print the tier-2 GPU check's short table from the files scripts/gpu_tier2.sh left in its folder;
 exit 1 when any part failed."""
 
 from __future__ import annotations
