@@ -29,11 +29,12 @@ th, td {{ border: 1px solid #e3e6eb; padding: 4px 10px; text-align: left; }}
 th {{ background: #f4f6f9; }}
 .grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 16px; }}
 figure.plot {{ border: 1px solid {CARD_BORDER}; border-radius: 0; margin: 0; padding: 8px 10px 10px; }}
+figure.plot.wide {{ grid-column: 1 / -1; }}
 figure.plot figcaption {{ font-weight: 600; margin-bottom: 6px; }}
 figure.plot img {{ width: 100%; height: auto; display: block; }}
 p.missing {{ color: #7a8394; font-style: italic; min-height: 80px; }}
 .notes {{ background: #fff8e6; border-left: 4px solid #e0a800; padding: 6px 12px; }}
-pre {{ background: #f7f8fa; border: 1px solid #e3e6eb; padding: 10px; overflow-x: auto; font-size: 0.85em; }}
+pre {{ white-space: pre-wrap; background: #f7f8fa; border: 1px solid #e3e6eb; padding: 10px; overflow-x: auto; font-size: 0.85em; }}
 """
 
 
@@ -43,9 +44,10 @@ def data_uri(data: bytes, mime: str) -> str:
 
 def figure(plot: Plot, mime: str = "image/svg+xml") -> str:
     caption = f"<figcaption>{escape(plot.title)}</figcaption>"
+    kind = "plot wide" if plot.wide else "plot"
     if plot.svg is None:
-        return f'<figure class="plot">{caption}<p class="missing">{escape(plot.missing)}</p></figure>'
-    return (f'<figure class="plot">{caption}<img alt="{escape(plot.title)}" '
+        return f'<figure class="{kind}">{caption}<p class="missing">{escape(plot.missing)}</p></figure>'
+    return (f'<figure class="{kind}">{caption}<img alt="{escape(plot.title)}" '
             f'src="{data_uri(plot.svg, mime)}"></figure>')
 
 
@@ -129,7 +131,7 @@ def run_page(run: RunData, plots: Sequence[Plot]) -> str:
 
 
 def sweep_page(sweep: SweepData, tables: Sequence[tuple[str, list[list[str]]]], plots: Sequence[Plot]) -> str:
-    images = [Plot(name.rsplit(".", 1)[0].replace("_", " "), data) for name, data in sweep.images.items()]
+    images = [Plot(name.rsplit(".", 1)[0].replace("_", " "), data, wide=True) for name, data in sweep.images.items()]
     body = [notes_block(sweep.notes), "<h2>Comparison</h2>"]
     for caption, rows in tables:
         body += [f"<p>{escape(caption)}:</p>", html_table(rows)]

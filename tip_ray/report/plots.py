@@ -34,6 +34,7 @@ class Plot:
     title: str
     svg: bytes | None  # None: nothing to draw, `missing` says why
     missing: str = ""
+    wide: bool = False  # takes a whole row of the page (multi-panel figures)
 
 
 def number(value: Any) -> float | None:
@@ -97,7 +98,8 @@ def loss_and_lr(run: RunData) -> Plot:
         right = ax.twinx()
         right.plot(lr_steps, lr, color="tab:green", ls="--", label="learning rate")
         right.set_ylabel("learning rate")
-        right.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        # Explicit exponents on each tick: the axis's shared "1e-3" label hides under the legend.
+        right.yaxis.set_major_formatter("{x:.1e}")
         fig.legend(loc="upper right", fontsize=8)
     ax.set_title("red lines: skipped steps" if skipped else "", fontsize=9)
     fig.tight_layout()

@@ -42,7 +42,7 @@ def sweep_plots(sweep: SweepData) -> list[Plot]:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "accuracy_vs_tokens.svg"  # the suffix picks the format
             plot_accuracy_vs_tokens(group(sweep.records, sweep.order), out)
-            plots.append(Plot(title, out.read_bytes()))
+            plots.append(Plot(title, out.read_bytes(), wide=True))
     else:
         plots.append(Plot(title, None, "no data: no run in results.jsonl has a final accuracy"))
     return plots
