@@ -78,6 +78,14 @@ def _figure(size=(6.4, 3.6)):
     return fig, ax
 
 
+ABOVE = (0, 0, 1, 0.9)  # tight_layout's box when a legend sits above the axes
+
+
+def _legend_above(fig) -> None:
+    """One legend for both y axes of a twin-axis plot, above them, clear of both tick columns."""
+    fig.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)
+
+
 def _missing(title: str, columns: str, where: str = "metrics.jsonl") -> Plot:
     return Plot(title, None, f"no data: {where} has no {columns}")
 
@@ -100,9 +108,9 @@ def loss_and_lr(run: RunData) -> Plot:
         right.set_ylabel("learning rate")
         # Explicit exponents on each tick: the axis's shared "1e-3" label hides under the legend.
         right.yaxis.set_major_formatter("{x:.1e}")
-        fig.legend(loc="upper right", fontsize=8)
+        _legend_above(fig)
     ax.set_title("red lines: skipped steps" if skipped else "", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=ABOVE if lr_steps else None)
     return Plot(title, to_svg(fig))
 
 
@@ -149,8 +157,8 @@ def entropy_and_divergence(run: RunData) -> Plot:
     right = ax.twinx()
     right.plot(d_steps, divergence, color="tab:orange", label="mean reverse KL δ (nats)")
     right.set_ylabel("reverse KL δ (nats)")
-    fig.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
+    _legend_above(fig)
+    fig.tight_layout(rect=ABOVE)
     return Plot(title, to_svg(fig))
 
 
