@@ -139,6 +139,9 @@ def test_cli_writes_the_file_and_refuses_a_folder_without_a_run(tmp_path, capsys
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["report", str(empty)]) == 2
-    assert "tip-ray: error: report:" in capsys.readouterr().err and "not a run" not in str(empty)
+    err = capsys.readouterr().err
+    assert err.startswith("tip-ray: error: report: ") and "holds none of metrics.jsonl" in err
     with pytest.raises(ReportError, match="is not a folder"):
         read_folder(tmp_path / "nowhere")
+    with pytest.raises(ReportError, match=r"holds run folders \(run\): give one of them"):
+        read_folder(tmp_path)

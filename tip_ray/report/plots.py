@@ -134,13 +134,14 @@ def quadrant_shares(run: RunData) -> Plot:
     rows = [r for r in run.metrics if number(r.get("step")) is not None and all(number(r.get(k)) is not None for k in keys)]
     if not rows:
         return _missing(title, "'quadrant_share_q1..q4' columns")
-    fig, ax = _figure((6.4, 3.9))
+    fig, ax = _figure((6.4, 4.4))
     steps = [number(r["step"]) for r in rows]
     ax.stackplot(steps, *[[r[k] for r in rows] for k in keys],
                  labels=[f"Q{q} {meaning}" for q, meaning in QUADRANT_MEANING.items()],
                  colors=[QUADRANT_COLOURS[q] for q in QUADRANT_MEANING], alpha=0.8)
     ax.set(xlabel="step", ylabel="share of response tokens", ylim=(0, 1), xlim=(min(steps), max(steps) or 1))
-    ax.legend(fontsize=7, loc="lower left", framealpha=0.85)
+    # Below the axes: inside, it would hide the bottom quadrant's band.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, frameon=False)
     fig.tight_layout()
     return Plot(title, to_svg(fig))
 

@@ -153,6 +153,11 @@ def read_folder(path: str | Path) -> RunData | SweepData:
     if is_sweep_folder(folder):
         return read_sweep(folder)
     if not any((folder / name).is_file() for name in (METRICS_FILE, EVALS_FILE, CONFIG_FILE)):
+        runs = sorted(p.parent.name for p in folder.glob(f"*/{METRICS_FILE}"))
+        if runs:  # e.g. a sweep's runs folder
+            raise ReportError(f"report: {folder} holds run folders ({', '.join(runs[:3])}"
+                              f"{', ...' if len(runs) > 3 else ''}): give one of them, or for a sweep its "
+                              f"report folder (the sweep's report_dir, with results.jsonl)")
         raise ReportError(f"report: {folder} holds none of {METRICS_FILE}, {EVALS_FILE}, {CONFIG_FILE} "
                           f"(a run folder) or {SWEEP_RESULTS_FILE} (a sweep report folder)")
     return read_run(folder)
