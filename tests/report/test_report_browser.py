@@ -5,7 +5,6 @@ is drawn (not blank). Skips, saying why, where no chromium is installed (.ci/run
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -57,10 +56,12 @@ def plot_cards(pixels: np.ndarray, min_width: int = 300) -> list[tuple[int, int,
     """(top, bottom, left, right) of each plot card, found by its 1-pixel border colour."""
     colour = np.array([int(CARD_BORDER[i:i + 2], 16) for i in (1, 3, 5)])
     border = (pixels == colour).all(axis=2)
+    steps = np.diff(np.pad(border, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    starts, ends = np.nonzero(steps == 1), np.nonzero(steps == -1)  # row-major: runs pair up in order
     edges: dict[tuple[int, int], list[int]] = {}
-    for y in range(border.shape[0]):
-        for run in re.finditer(r"1{%d,}" % min_width, "".join("1" if b else "0" for b in border[y])):
-            edges.setdefault((run.start(), run.end()), []).append(y)
+    for y, left, right in zip(starts[0], starts[1], ends[1]):
+        if right - left >= min_width:
+            edges.setdefault((int(left), int(right)), []).append(int(y))
     cards = []
     for (left, right), ys in edges.items():
         for top, bottom in zip(ys[0::2], ys[1::2]):  # top and bottom edges alternate
