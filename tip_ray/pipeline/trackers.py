@@ -130,10 +130,14 @@ def _saved_ids(run_dir: Path) -> dict[str, str]:
         return {}
 
 
+_IDS_LOCK = threading.Lock()  # the trackers' threads share the file
+
+
 def _save_id(run_dir: Path, tracker: str, run_id: str) -> None:
-    ids = _saved_ids(run_dir)
-    ids[tracker] = run_id
-    (run_dir / IDS_FILE).write_text(json.dumps(ids, indent=1) + "\n")
+    with _IDS_LOCK:
+        ids = _saved_ids(run_dir)
+        ids[tracker] = run_id
+        (run_dir / IDS_FILE).write_text(json.dumps(ids, indent=1) + "\n")
 
 
 def wandb_tracker(cfg: WandbConfig, config: PipelineConfig, run_dir: Path) -> TrackerThread:
