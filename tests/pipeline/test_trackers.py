@@ -103,6 +103,13 @@ def test_an_mlflow_file_store_receives_every_row(tiny_pair, demo_prompts, tmp_pa
     assert {m.step: m.value for m in history} == expected_losses()
     assert client.get_run(run_id).info.status == "FINISHED"
     assert client.get_experiment_by_name("tip-ray-test").experiment_id == client.get_run(run_id).info.experiment_id
+    # A resumed run (same folder) continues the same MLflow run.
+    [again] = trackers.open_trackers(config, run_dir)
+    again.log({**ROWS[-1], "step": 7, "loss": 0.125})
+    again.close(300)
+    assert again.failed is None and trackers._saved_ids(run_dir)["mlflow"] == run_id
+    assert {m.step: m.value for m in client.get_metric_history(run_id, "loss")} == {**expected_losses(), 7: 0.125}
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
 
 
 def test_a_tracker_that_is_not_installed_is_a_warning(tiny_pair, demo_prompts, tmp_path, monkeypatch, caplog):
