@@ -140,3 +140,9 @@ def test_an_unreachable_mlflow_server_does_not_stop_the_run(ray_local, tiny_pair
     run_log = (tmp_path / "run" / "run.log").read_text()
     assert "logging.tracking.mlflow" in run_log and "the run goes on without" in run_log
     assert "hunter2-secret" not in run_log
+    # The report reads this real run folder: every plot but the evaluation (none was configured).
+    from tip_ray.report.build import build_report
+
+    html = build_report(tmp_path / "run")
+    assert html.count("<img") == 8 and html.count("no data:") == 1
+    assert "no data: evals.jsonl has no evaluations with an &#x27;accuracy&#x27;" in html
