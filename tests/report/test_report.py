@@ -135,7 +135,10 @@ def test_cli_writes_the_file_and_refuses_a_folder_without_a_run(tmp_path, capsys
     out = tmp_path / "out" / "r.html"
     assert main(["report", str(folder), "-o", str(out)]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
-    assert main(["report", str(folder)]) == 0 and (folder / "report.html").is_file()
+    small = tmp_path / "small"  # the default output place (a one-plot run: quick to draw)
+    small.mkdir()
+    (small / "metrics.jsonl").write_text('{"step": 1, "loss": 1.5}\n')
+    assert main(["report", str(small)]) == 0 and (small / "report.html").is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["report", str(empty)]) == 2
@@ -143,5 +146,5 @@ def test_cli_writes_the_file_and_refuses_a_folder_without_a_run(tmp_path, capsys
     assert err.startswith("tip-ray: error: report: ") and "holds none of metrics.jsonl" in err
     with pytest.raises(ReportError, match="is not a folder"):
         read_folder(tmp_path / "nowhere")
-    with pytest.raises(ReportError, match=r"holds run folders \(run\): give one of them"):
+    with pytest.raises(ReportError, match=r"holds run folders \(run, small\): give one of them"):
         read_folder(tmp_path)
