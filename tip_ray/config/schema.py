@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tip_ray.config.tracking import TrackingConfig
 from tip_ray.pools import KNOWN_POOLS
 
 
@@ -486,6 +487,8 @@ class ClusterConfig(Strict):
 class LoggingConfig(Strict):
     run_dir: str = Field(default="runs/{name}", description="Run folder; {name} is the run name.")
     tensorboard: bool = Field(default=False, description="Also write TensorBoard scalars.")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Weights & Biases / MLflow, off unless configured.")
     progress: bool = Field(default=True, description="Show a progress bar.")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tip_ray.records import SelectionSummary, StepResult
 
@@ -63,9 +63,14 @@ def _rate(tokens: float, seconds: float) -> float:
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path, tensorboard: bool = False):
+    """`trackers`: experiment trackers (tip_ray.pipeline.trackers) that get every row too."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = False, trackers: Sequence = (),
+                 tracker_timeout_s: float = 60.0):
         self.path = run_dir / "metrics.jsonl"
         self._writer = None
+        self._trackers = list(trackers)
+        self._tracker_timeout_s = tracker_timeout_s
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -79,10 +84,15 @@ class MetricsLog:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and value is not None:
                     self._writer.add_scalar(key, value, row.get("step", 0))
             self._writer.flush()
+        for tracker in self._trackers:
+            tracker.log(row)
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        for tracker in self._trackers:
+            tracker.close(self._tracker_timeout_s)
+        self._trackers = []
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -54,6 +54,7 @@ from tip_ray.data.prompts import DataPosition, PromptSampler
 from tip_ray.pipeline.controller import Controller, StageDied, StageTimeout, shutdown_actors, start_actors
 from tip_ray.pipeline.metrics import MetricsLog, Progress, read_metrics, step_metrics
 from tip_ray.pipeline.prepare import PreparedRun, prepare_run, write_resolved_config
+from tip_ray.pipeline.trackers import open_trackers
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
 from tip_ray.errors import TipRayError
@@ -427,7 +428,9 @@ class RunSession:
         self.next_launch = first
         self.pending: dict[int, PromptBatch] = {}
         grade = train_accuracy_fn(config)
-        self.metrics = MetricsLog(self.prepared.run_dir, tensorboard=config.logging.tensorboard)
+        self.metrics = MetricsLog(self.prepared.run_dir, tensorboard=config.logging.tensorboard,
+                                  trackers=open_trackers(config, self.prepared.run_dir),
+                                  tracker_timeout_s=config.logging.tracking.close_timeout_s)
         self.progress = Progress(total, first, config.logging.progress)
         evaluator = None
         if config.eval.every_steps or config.eval.at_start:
