@@ -148,6 +148,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
         if exc.context and exc.problem:
             what = f"{exc.context}: {exc.problem}"
         return f"{where}{what}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"character {exc.position + 1}: {exc.reason} (code point {exc.character!r})"
     return type(exc).__name__
 
 
@@ -155,7 +157,10 @@ def parse_config_yaml(text: str, source: str) -> Any:
     """One YAML document (None when empty), within the limits above; ConfigError otherwise."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES // 1024} KiB, far more than any configuration")
-    loader = _BoundedLoader(text, source)
+    try:
+        loader = _BoundedLoader(text, source)  # its reader refuses control characters already
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
     try:
         root = loader.get_single_node()
         if root is None:
