@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tip_ray.config.addresses import ray_address_problem
 from tip_ray.config.numbers import AdamBeta, check_numbers
 from tip_ray.pools import KNOWN_POOLS
 
@@ -459,6 +460,14 @@ class ClusterConfig(Strict):
     manifest: str | None = Field(
         default=None, description="KubeRay manifest this pipeline is paired with (checked in CI)."
     )
+
+    @field_validator("address")
+    @classmethod
+    def _ray_address(cls, value: str) -> str:
+        problem = ray_address_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     def role_resources(self, role: str) -> tuple[float, float]:
         """(GPUs, CPUs) per actor of `role`: its own setting, else its pool's (pools required)."""
