@@ -104,8 +104,8 @@ def test_eval_refuses_bad_models_and_flags(tmp_path, capsys):
 
 def test_sweep_refuses_bad_files(tmp_path, capsys):
     assert "file not found" in user_error(["sweep", str(tmp_path / "nope.yaml")], capsys)
-    bad = pipeline_file(tmp_path, "sweep:\n  base: nothere.yaml\n  seeds: [true]\n", "s.yaml")
-    user_error(["sweep", bad], capsys)
+    bad = pipeline_file(tmp_path, "sweep:\n  base: nothere.yaml\n  seeds: [true]\n  runs: [{label: a, rule: {type: all}}]\n  report_dir: r\n", "s.yaml")
+    assert "seeds: expected a number, got the boolean true" in user_error(["sweep", bad], capsys)
 
 
 def test_submit_refuses_a_bad_address(capsys):

@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
+from tip_ray.errors import TipRayError
+
 MAX_CONFIG_INT = 2**31 - 1
 
 # AdamW's moment decay rates: beta = 1 never forgets, beta >= 1 or < 0 diverges.
@@ -57,13 +59,11 @@ def _leaves(value: Any) -> list[Any]:
     return [value]
 
 
-class FieldValueError(ValueError):
+class FieldValueError(TipRayError, ValueError):
     """A bad value of one field, raised by a model-level check: `field` extends the error's
     location (the loader's error formatter reads it), so the message names the key."""
 
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
+    _fields = ("field",)
 
 
 def check_number(annotation: Any, value: Any) -> str | None:
@@ -88,5 +88,5 @@ def check_numbers(model: type[BaseModel], data: Any) -> Any:
             field = model.model_fields.get(name) if isinstance(name, str) else None
             problem = check_number(field.annotation, value) if field is not None else None
             if problem:
-                raise FieldValueError(name, problem)
+                raise FieldValueError(problem, field=name)
     return data
