@@ -153,3 +153,28 @@ def test_the_installed_entry_point_follows_the_policy(tmp_path):
     debug = subprocess.run([*command, "--debug", "validate", str(tmp_path / "nope.yaml")], capture_output=True,
                            text=True, cwd=REPO, env=env, timeout=120)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr
+
+
+def test_the_finished_line_masks_secrets(monkeypatch, tmp_path):
+    from tip_ray.commands.run import finished_line
+    from tip_ray.pipeline.run import RunSummary
+
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    summary = RunSummary(run_dir=tmp_path / f"runs/leak-{SECRET}", steps=2, final_loss=0.5, tokens_trained=10,
+                         response_tokens=20, peak_learner_mib=100.0, wall_seconds=3.0, evals=(), final_model=None,
+                         resumed_from=1, resumes=1)
+    line = finished_line(f"leak-{SECRET}", summary)
+    assert SECRET not in line and line.startswith("run 'leak-***' finished: 2 steps") and "runs/leak-***" in line
+
+
+@pytest.mark.slow
+def test_the_final_line_of_a_run_is_masked(ray_local, tiny_pair, demo_prompts, monkeypatch, tmp_path, capsys):
+    """A run whose name holds a secret's value (say, pasted by mistake) prints it masked."""
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    doc = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run", name=f"leak-{SECRET}",
+                            train={"steps": 1, "seed": 0, "stage_timeout_s": 120})
+    code = main(["run", pipeline_file(tmp_path, doc)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert SECRET not in out and SECRET not in err
+    assert "run 'leak-***' finished: 1 steps" in out.strip().splitlines()[-1]
