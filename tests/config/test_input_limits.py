@@ -125,6 +125,15 @@ def test_includes_from_the_pipeline_tree_and_configs_still_work(tmp_path):
     assert (REPO_ROOT / "configs" / "selection" / "soft_or_50.yaml").is_file()
 
 
+@pytest.mark.parametrize("target", ["/etc/passwd", "/proc/self/environ", "{shadow}"])
+def test_a_pipeline_that_is_not_a_yaml_file_is_not_read(tmp_path, target):
+    shadow = tmp_path / "shadow"
+    shadow.write_text(f"{SECRET_LINE}\nname: {SECRET_LINE}\n")
+    with pytest.raises(ConfigError, match=r"is a \.yaml or \.yml file") as info:
+        load_pipeline(target.format(shadow=shadow))
+    assert "root:" not in str(info.value)
+
+
 def test_yaml_errors_give_the_place_not_the_text(tmp_path):
     error = load_text(tmp_path, "name: [unclosed\nsecret_line: hunter2-is-my-password\n")
     assert "line 2" in str(error) and "hunter2" not in str(error)

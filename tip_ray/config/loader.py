@@ -108,6 +108,9 @@ def _expand(node: Any, file: Path, key_path: str, depth: int, chain: tuple[Path,
 def load_yaml_tree(path: str | Path) -> dict:
     """Parse `path` and its includes into one plain mapping (no validation)."""
     file = Path(path).resolve()
+    if file.suffix.lower() not in INCLUDE_SUFFIXES:
+        # Only configuration files are read: an error must never quote lines of another file.
+        raise ConfigError(f"{file}: a pipeline or sweep is a .yaml or .yml file; is this the right file?")
     doc = _read_yaml(file)
     if doc is None:
         raise ConfigError(f"{file}: the file is empty; a pipeline needs at least name, models, data")
