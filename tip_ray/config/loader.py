@@ -179,7 +179,8 @@ def format_validation_error(file: Path, exc: ValidationError) -> str:
             allowed = _allowed_keys(PipelineConfig, loc)
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            message = f"unknown key{hint} allowed here: {', '.join(allowed)}" if allowed else "unknown key"
+            message = (f"unknown key{hint} (the keys allowed here are: {', '.join(allowed)})"
+                       if allowed else "unknown key")
         elif err["type"] in ("union_tag_invalid", "literal_error", "enum"):
             expected = err.get("ctx", {}).get("expected_tags") or err.get("ctx", {}).get("expected")
             if expected and str(expected) not in message:
