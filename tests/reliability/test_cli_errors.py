@@ -102,6 +102,17 @@ def test_eval_refuses_bad_models_and_flags(tmp_path, capsys):
     assert "--batch-size" in user_error(["eval", "--model", str(no_weights), "--batch-size", "0"], capsys)
 
 
+def test_eval_refuses_damaged_weights(tiny_pair, tmp_path, capsys):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_pair.student_path, damaged)
+    for weights in damaged.glob("*.safetensors"):
+        weights.write_bytes(b"\x00" * 100)
+    err = user_error(["eval", "--model", str(damaged), "--limit", "1"], capsys)
+    assert f"cannot load the model in {damaged}" in err
+
+
 def test_sweep_refuses_bad_files(tmp_path, capsys):
     assert "file not found" in user_error(["sweep", str(tmp_path / "nope.yaml")], capsys)
     bad = pipeline_file(tmp_path, "sweep:\n  base: nothere.yaml\n  seeds: [true]\n  runs: [{label: a, rule: {type: all}}]\n  report_dir: r\n", "s.yaml")

@@ -67,6 +67,8 @@ def eval_config(args: argparse.Namespace):
 
 
 def handle(args: argparse.Namespace) -> int:
+    from tip_ray.config.loader import ConfigError
+    from tip_ray.errors import TipRayError
     from tip_ray.pipeline.evaluation import RunEvaluator
     from tip_ray.rollout.worker import RolloutSettings, RolloutWorker
     from tip_ray.weights import WeightVersion
@@ -74,10 +76,18 @@ def handle(args: argparse.Namespace) -> int:
     cfg = eval_config(args)
     model = resolve_model(args.model)
     options = {"batch_size": args.batch_size} if args.backend == "hf" else {}
-    worker = RolloutWorker(RolloutSettings(
+    settings = RolloutSettings(
         model_path=model, backend=args.backend, backend_options=options, temperature=args.temperature,
         top_p=1.0, max_new_tokens=args.max_new_tokens, samples_per_prompt=args.samples, seed=args.seed,
-    ))
+    )
+    try:
+        worker = RolloutWorker(settings)
+    except TipRayError:
+        raise
+    except Exception as exc:  # damaged or foreign weights: say which folder, not where it broke
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(f"--model {args.model}: cannot load the model in {model} "
+                          f"({type(exc).__name__}: {reason})") from None
     evaluator = RunEvaluator(cfg, worker, args.chat_template == "auto", args.seed, remote=False)
     report = evaluator.run(WeightVersion(0))
     summary = report.summary()
