@@ -115,6 +115,14 @@ def test_yaml_include_outside_the_tree_is_refused(tmp_path):
     assert "outside the folders includes may come from" in str(error)
 
 
+def test_a_symlink_inside_the_tree_to_a_piece_outside_is_refused(tmp_path):
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "outside.yaml").write_text("train: {steps: 2}\n")
+    (tmp_path / "pipelines" / "piece.yaml").symlink_to(tmp_path / "outside.yaml")
+    error = load_text(tmp_path / "pipelines", "include: piece.yaml\n" + yaml.safe_dump(base_doc()))
+    assert "outside the folders includes may come from" in str(error)
+
+
 def test_includes_from_the_pipeline_tree_and_configs_still_work(tmp_path):
     (tmp_path / "pieces").mkdir()
     (tmp_path / "pieces" / "train.yml").write_text("steps: 7\n")
