@@ -100,6 +100,7 @@ def test_eval_refuses_bad_models_and_flags(tmp_path, capsys):
     err = user_error(["eval", "--model", str(no_weights), "--limit", "-1", "-n", "0"], capsys)
     assert "--limit -1" in err and "-n/--samples 0" in err
     assert "--batch-size" in user_error(["eval", "--model", str(no_weights), "--batch-size", "0"], capsys)
+    assert "--out" in user_error(["eval", "--model", str(no_weights), "--out", str(tmp_path / "no" / "r.json")], capsys)
 
 
 def test_eval_refuses_damaged_weights(tiny_pair, tmp_path, capsys):

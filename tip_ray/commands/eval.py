@@ -53,6 +53,8 @@ def eval_config(args: argparse.Namespace):
     from tip_ray.config.loader import ConfigError
     from tip_ray.config.schema import EvalConfig
 
+    if args.out and not Path(args.out).expanduser().resolve().parent.is_dir():
+        raise ConfigError(f"--out {args.out}: the folder it would be written in does not exist")
     if args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be a positive number of sequences, got {args.batch_size}")
     try:
