@@ -27,6 +27,8 @@ from typing import Iterator, Literal, Mapping, Sequence
 
 import torch
 
+from tip_ray.constants import WEIGHT_GROUP_TIMEOUT_S
+
 Transport = Literal["gloo", "nccl"]
 
 _DTYPES = {
@@ -68,7 +70,7 @@ class GroupAddress:
     port: int
     world_size: int  # 1 (the sender) + every receiving engine worker
     transport: Transport = "gloo"
-    timeout_s: float = 600.0
+    timeout_s: float = WEIGHT_GROUP_TIMEOUT_S
 
 
 def free_port(host: str = "") -> int:

@@ -15,6 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tip-ray",
         description="On-policy distillation with token-importance selection, on Ray.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (for a bug report) instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         try:
@@ -34,12 +36,20 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.handler(args) or 0)
-    except TipRayError as exc:
-        print(f"tip-ray: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("tip-ray: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # one line (secrets masked), never a traceback unless asked for
+        if args.debug:
+            raise
+        from tip_ray.checkpoint.redact import redact
+
+        if isinstance(exc, TipRayError):
+            print(f"tip-ray: error: {redact(str(exc))}", file=sys.stderr)
+            return 2
+        print(f"tip-ray: error: unexpected {type(exc).__name__}: {redact(str(exc))} "
+              f"(rerun with `tip-ray --debug ...` for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

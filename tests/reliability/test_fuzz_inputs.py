@@ -1,12 +1,17 @@
 """Fuzzing what users hand the program: random YAML documents for the config loader and random
 lines for the dataset reader. Whatever the input, the only failure is the project's own
-ConfigError or DataError (never a traceback from deep inside), and YAML never runs code."""
+ConfigError or DataError (never a traceback from deep inside), YAML never runs code, and no
+input costs more than a few seconds or a few hundred MB (alias bombs, deep nesting, huge
+numbers, junk Parquet)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import resource
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,9 +23,25 @@ from tip_ray.config.loader import ConfigError, load_pipeline
 from tip_ray.config.schema import JsonlData, PipelineConfig
 from tip_ray.data.prompts import DataError, read_prompt_rows
 
-# TIP_RAY_FUZZ_EXAMPLES=5000 for a longer hunt than the default suite's.
-FUZZ = settings(max_examples=int(os.environ.get("TIP_RAY_FUZZ_EXAMPLES", "100")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+# TIP_RAY_FUZZ_EXAMPLES=5000 for a longer hunt than the default suite's (kept short: a shared CPU).
+FUZZ = settings(max_examples=int(os.environ.get("TIP_RAY_FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
+CASE_SECONDS = 5.0  # generous on a loaded 2-core machine; a hang or an alias bomb takes minutes
+CASE_PEAK_MB = 300  # growth of the process's peak RSS over one case
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+@contextmanager
+def bounded(what: str):
+    """One case must finish fast and must not raise the process's peak memory by much."""
+    start, peak = time.perf_counter(), peak_rss_mb()
+    yield
+    took, grew = time.perf_counter() - start, peak_rss_mb() - peak
+    assert took < CASE_SECONDS, f"{what} took {took:.1f} s"
+    assert grew < CASE_PEAK_MB, f"{what} raised the peak RSS by {grew:.0f} MB"
 
 
 def schema_words() -> list[str]:
@@ -73,9 +94,10 @@ def valid_doc() -> dict:
 
 def load_text(tmp_path: Path, text: str):
     path = tmp_path / "fuzz.yaml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
     try:
-        return load_pipeline(path)
+        with bounded(f"loading {text[:60]!r}"):
+            return load_pipeline(path)
     except ConfigError as exc:
         assert str(exc), "a ConfigError must say what is wrong"
         return exc
@@ -153,7 +175,8 @@ def read(tmp_path: Path, content: bytes, bad_rows: str):
     path.write_bytes(content)
     source = JsonlData(type="jsonl", path=str(path), bad_rows=bad_rows)
     try:
-        return read_prompt_rows(source)
+        with bounded(f"reading {content[:60]!r}"):
+            return read_prompt_rows(source)
     except DataError as exc:
         # The message names the file (and the line, when one line is at fault).
         assert str(path) in str(exc) or "no usable rows" in str(exc), str(exc)
@@ -190,3 +213,68 @@ def test_dataset_reader_pathological_nesting(tmp_path):
 def test_nan_literals_in_a_row_are_a_clear_error(tmp_path):
     result = read(tmp_path, b'{"prompt": NaN}\n', "error")
     assert isinstance(result, DataError) and "rows.jsonl:1" in str(result)
+
+
+# --------------------------------------------------------------------------- hostile shapes
+
+
+def alias_chain(draw, levels: int, fanout: int) -> str:
+    lines = ["a0: &a0 [x]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * fanout) + "]")
+    return "\n".join(lines) + "\n"
+
+
+hostile_fragments = st.one_of(
+    st.builds(lambda n, f: alias_chain(None, n, f), st.integers(1, 12), st.integers(1, 12)),
+    st.integers(1, 5000).map(lambda n: "a: " + "[" * n + "]" * (n // 2) + "\n"),
+    st.integers(1, 3000).map(lambda n: "a: " + "{b: " * n + "\n"),
+    st.integers(1, 6000).map(lambda n: f"train: {{steps: {'9' * n}}}\n"),
+    st.sampled_from(["name: a\nname: b\n", "a: &x 1\nb: *y\n", "a: &a [*a]\n", "<<: {a: 1}\n",
+                     "include: /etc/passwd\n", "include: ../../../../etc/hostname\n", "include: [fuzz.yaml]\n",
+                     "learner: {optimizer: {lr: .inf, betas: [.nan, 2]}}\n", "train: {steps: true}\n",
+                     "rollout: {sampling: {max_new_tokens: 1.0e+20}}\n", "? [a, b]\n: c\n", "\ufeffname: x\n"]),
+    st.text(max_size=40),
+)
+
+
+@FUZZ
+@given(parts=st.lists(hostile_fragments, min_size=1, max_size=4))
+def test_config_loader_hostile_shapes(tmp_path, parts):
+    """Alias chains up to 12**12 values, deep nesting, 6000-digit numbers, duplicate keys,
+    includes of system files, numbers without meaning: each fails fast as a ConfigError."""
+    result = load_text(tmp_path, yaml.safe_dump(valid_doc()) + "".join(parts))
+    assert isinstance(result, (PipelineConfig, ConfigError))
+
+
+@FUZZ
+@given(content=st.one_of(st.binary(max_size=300), st.binary(max_size=200).map(lambda b: b"PAR1" + b + b"PAR1")),
+       bad_rows=st.sampled_from(["error", "skip"]))
+def test_parquet_reader_random_bytes(tmp_path, content, bad_rows):
+    from tip_ray.config.schema import ParquetData
+
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "rows.parquet"
+    path.write_bytes(content)
+    with bounded(f"reading parquet {content[:40]!r}"):
+        try:
+            read_prompt_rows(ParquetData(type="parquet", path=str(path), bad_rows=bad_rows))
+        except DataError as exc:
+            assert str(path) in str(exc)
+
+
+@FUZZ
+@given(lines=st.lists(st.one_of(
+    rows,
+    st.integers(1, 6000).map(lambda n: '{"prompt": "p", "answer": ' + "7" * n + "}"),
+    st.sampled_from(['{"prompt": "12+\\ud800="}', '{"prompt": "p", "answer": NaN}', '{"prompt": "p", "answer": {}}',
+                     '{"prompt": "\\udfff", "answer": 1}']),
+), max_size=8), junk=st.binary(max_size=8), bad_rows=st.sampled_from(["error", "skip"]))
+def test_dataset_reader_hostile_rows(tmp_path, lines, junk, bad_rows):
+    content = "\n".join(lines).encode("utf-8", "surrogatepass") + b"\n" + junk
+    result = read(tmp_path, content, bad_rows)
+    if isinstance(result, tuple):
+        found, _ = result
+        for row in found:  # what passes is text a tokenizer takes and an answer a grader reads
+            row.prompt.encode("utf-8")
+            assert row.answer is None or (isinstance(row.answer, str) and row.answer.lower() not in ("nan", "inf"))

@@ -27,33 +27,69 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=handle)
 
 
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+FLAGS = {"num_problems": "--limit", "samples_per_problem": "-n/--samples", "temperature": "--temperature",
+         "max_new_tokens": "--max-new-tokens", "grade_timeout_s": "--grade-timeout", "path": "--path",
+         "hf_dataset": "--hf-dataset", "benchmark": "--benchmark"}
+
+
 def resolve_model(path: str) -> str:
-    folder = Path(path).expanduser()
-    if (folder / "config.json").is_file():
-        return str(folder)
-    if (folder / "final_model" / "config.json").is_file():
-        return str(folder / "final_model")
     from tip_ray.config.loader import ConfigError
 
+    folder = Path(path).expanduser()
+    for candidate in (folder, folder / "final_model"):
+        if (candidate / "config.json").is_file():
+            if not any(any(candidate.glob(pattern)) for pattern in WEIGHT_FILES):
+                raise ConfigError(f"--model {path}: {candidate} has config.json but no weights "
+                                  f"({' or '.join(WEIGHT_FILES)}); is the model fully written?")
+            return str(candidate)
     raise ConfigError(f"--model {path}: neither a model folder (config.json) nor a run folder with final_model/")
 
 
-def handle(args: argparse.Namespace) -> int:
+def eval_config(args: argparse.Namespace):
+    """The evaluation settings from the flags; a bad value is named by its flag."""
+    from pydantic import ValidationError
+
+    from tip_ray.config.loader import ConfigError
     from tip_ray.config.schema import EvalConfig
+
+    if args.out and not Path(args.out).expanduser().resolve().parent.is_dir():
+        raise ConfigError(f"--out {args.out}: the folder it would be written in does not exist")
+    if args.batch_size <= 0:
+        raise ConfigError(f"--batch-size must be a positive number of sequences, got {args.batch_size}")
+    try:
+        return EvalConfig(benchmark=args.benchmark, path=args.path, hf_dataset=args.hf_dataset,
+                          num_problems=args.limit, samples_per_problem=args.samples,
+                          temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                          grade_timeout_s=args.grade_timeout)
+    except ValidationError as exc:
+        problems = [f"{FLAGS.get(str(err['loc'][0]), err['loc'][0]) if err['loc'] else 'flags'} "
+                    f"{err['input']!r}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("; ".join(problems)) from None
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tip_ray.config.loader import ConfigError
+    from tip_ray.errors import TipRayError
     from tip_ray.pipeline.evaluation import RunEvaluator
     from tip_ray.rollout.worker import RolloutSettings, RolloutWorker
     from tip_ray.weights import WeightVersion
 
+    cfg = eval_config(args)
     model = resolve_model(args.model)
-    cfg = EvalConfig(benchmark=args.benchmark, path=args.path, hf_dataset=args.hf_dataset,
-                     num_problems=args.limit, samples_per_problem=args.samples,
-                     temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                     grade_timeout_s=args.grade_timeout)
     options = {"batch_size": args.batch_size} if args.backend == "hf" else {}
-    worker = RolloutWorker(RolloutSettings(
+    settings = RolloutSettings(
         model_path=model, backend=args.backend, backend_options=options, temperature=args.temperature,
         top_p=1.0, max_new_tokens=args.max_new_tokens, samples_per_prompt=args.samples, seed=args.seed,
-    ))
+    )
+    try:
+        worker = RolloutWorker(settings)
+    except TipRayError:
+        raise
+    except Exception as exc:  # damaged or foreign weights: say which folder, not where it broke
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(f"--model {args.model}: cannot load the model in {model} "
+                          f"({type(exc).__name__}: {reason})") from None
     evaluator = RunEvaluator(cfg, worker, args.chat_template == "auto", args.seed, remote=False)
     report = evaluator.run(WeightVersion(0))
     summary = report.summary()

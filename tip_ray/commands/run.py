@@ -34,6 +34,16 @@ def load_with_overrides(path: str, overrides: list[str]):
     return load_pipeline(path, merged or None)
 
 
+def check_address_flag(address: str | None) -> None:
+    """--address checked before anything loads (the config's own is checked by the schema)."""
+    from tip_ray.config.addresses import ray_address_problem
+    from tip_ray.config.loader import ConfigError
+
+    problem = ray_address_problem(address) if address is not None else None
+    if problem:
+        raise ConfigError(f"--address: {problem}")
+
+
 def log_to_stderr() -> None:
     """The run's events (resumes, restarts, skipped steps, checkpoints) on stderr, secrets masked."""
     from tip_ray.checkpoint.redact import RedactingFilter
@@ -48,8 +58,26 @@ def log_to_stderr() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 
+def finished_line(name: str, summary) -> str:
+    """The run's last stdout line, secret values masked (a name may hold one pasted by mistake)."""
+    from tip_ray.checkpoint.redact import redact
+
+    resumed = ""
+    if summary.resumed_from is not None:
+        resumed = (f"; resumed from step {summary.resumed_from} ({summary.resumes} resume(s), "
+                   f"{summary.batches_redone} batch(es) redone, {summary.in_flight_relaunched} in-flight "
+                   f"batch(es) resampled)")
+    return redact(
+        f"run {name!r} finished: {summary.steps} steps, final loss {summary.final_loss:.4f}, "
+        f"{summary.tokens_trained} tokens trained of {summary.response_tokens} sampled, "
+        f"peak learner memory {summary.peak_learner_mib:.0f} MiB, {summary.wall_seconds:.1f} s; "
+        f"{summary.actor_restarts} actor restart(s), {summary.skipped_steps} skipped step(s){resumed}; "
+        f"run folder {summary.run_dir}"
+    )
+
 
 def handle(args: argparse.Namespace) -> int:
+    check_address_flag(args.address)
     config = load_with_overrides(args.pipeline, args.set)
     from tip_ray.checkpoint.lock import RunFolderBusy
     from tip_ray.checkpoint.redact import redact
@@ -63,16 +91,5 @@ def handle(args: argparse.Namespace) -> int:
     except (RunFolderBusy, TooManyBadSteps, RunFailed, StageTimeout, StageDied, PolicyLagExceeded) as exc:
         print(f"tip-ray: error: {redact(str(exc))}", file=sys.stderr)
         return 1
-    resumed = ""
-    if summary.resumed_from is not None:
-        resumed = (f"; resumed from step {summary.resumed_from} ({summary.resumes} resume(s), "
-                   f"{summary.batches_redone} batch(es) redone, {summary.in_flight_relaunched} in-flight "
-                   f"batch(es) resampled)")
-    print(
-        f"run {config.name!r} finished: {summary.steps} steps, final loss {summary.final_loss:.4f}, "
-        f"{summary.tokens_trained} tokens trained of {summary.response_tokens} sampled, "
-        f"peak learner memory {summary.peak_learner_mib:.0f} MiB, {summary.wall_seconds:.1f} s; "
-        f"{summary.actor_restarts} actor restart(s), {summary.skipped_steps} skipped step(s){resumed}; "
-        f"run folder {summary.run_dir}"
-    )
+    print(finished_line(config.name, summary))
     return 0

@@ -22,6 +22,9 @@ def handle(args: argparse.Namespace) -> int:
     from tip_ray.sweep.runner import read_results, run_sweep
     from tip_ray.sweep.spec import load_sweep
 
+    from tip_ray.commands.run import check_address_flag
+
+    check_address_flag(args.address)
     loaded = load_sweep(args.sweep)
     if args.report_only:
         records = read_results(loaded.report_dir / "results.jsonl")

@@ -2,7 +2,9 @@
 
 A mapping may hold ``include: <path>`` (or a list of paths). The included documents are merged
 first, in order, and the mapping's own keys override them (deep merge for nested mappings).
-Paths are relative to the including file, falling back to the repository's ``configs/`` folder.
+Paths are relative to the including file, falling back to the repository root and its ``configs/``
+folder; an included piece must be a ``.yaml``/``.yml`` file inside the pipeline's own folder tree
+or ``configs/``.
 """
 
 from __future__ import annotations
@@ -14,47 +16,46 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from tip_ray.config.numbers import FieldValueError
 from tip_ray.config.schema import PipelineConfig
-from tip_ray.errors import TipRayError
+from tip_ray.config.yaml_read import ConfigError, parse_config_yaml, read_config_text
 
 INCLUDE_KEY = "include"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_INCLUDE_DEPTH = 16
-
-
-class ConfigError(TipRayError, ValueError):
-    """A configuration problem; the message names the file, the key path and what to change."""
+INCLUDE_SUFFIXES = (".yaml", ".yml")
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    try:
-        # safe_load never constructs Python objects: YAML cannot make the program run code.
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a configuration") from None
+    return parse_config_yaml(read_config_text(path), str(path))
 
 
-def _resolve_include(ref: Any, including_file: Path, key_path: str) -> Path:
+def include_roots(pipeline_file: Path) -> tuple[Path, ...]:
+    """The folders includes may come from: the pipeline's own folder tree and configs/."""
+    return (pipeline_file.parent, REPO_ROOT / "configs")
+
+
+def _resolve_include(ref: Any, including_file: Path, key_path: str, pipeline_file: Path) -> Path:
+    where = f"{including_file}: {key_path or '<top>'}.include"
     if not isinstance(ref, str) or not ref:
-        raise ConfigError(
-            f"{including_file}: {key_path or '<top>'}.include must be a file path or a list of "
-            f"them, got {ref!r}"
-        )
+        raise ConfigError(f"{where} must be a file path or a list of them, got {ref!r}")
+    roots = include_roots(pipeline_file)
     for base in (including_file.parent, REPO_ROOT, REPO_ROOT / "configs"):
         candidate = (base / ref).resolve()
-        if candidate.is_file():
-            return candidate
+        if not candidate.is_file():
+            continue
+        # Only YAML pieces from the pipeline's tree or configs/: an include never reads (nor,
+        # through an error message, shows) an arbitrary file such as /etc/shadow.
+        if candidate.suffix not in INCLUDE_SUFFIXES:
+            raise ConfigError(f"{where}: {ref!r} is not a YAML piece (includes end in .yaml or .yml)")
+        if not any(candidate.is_relative_to(root.resolve()) for root in roots):
+            raise ConfigError(
+                f"{where}: {ref!r} is outside the folders includes may come from "
+                f"({', '.join(str(root) for root in roots)}); copy the piece there"
+            )
+        return candidate
     raise ConfigError(
-        f"{including_file}: {key_path or '<top>'}.include: {ref!r} not found next to the file, "
-        f"in the repository root or in configs/"
+        f"{where}: {ref!r} not found next to the file, in the repository root or in configs/"
     )
 
 
@@ -92,7 +93,7 @@ def _expand(node: Any, file: Path, key_path: str, depth: int, chain: tuple[Path,
     refs = refs if isinstance(refs, list) else [refs]
     merged: dict = {}
     for ref in refs:
-        path = _resolve_include(ref, file, key_path)
+        path = _resolve_include(ref, file, key_path, chain[0])
         if path in chain or depth >= MAX_INCLUDE_DEPTH:
             raise ConfigError(f"{file}: include cycle or too deep nesting through {path}")
         piece = _read_yaml(path)
@@ -107,6 +108,9 @@ def _expand(node: Any, file: Path, key_path: str, depth: int, chain: tuple[Path,
 def load_yaml_tree(path: str | Path) -> dict:
     """Parse `path` and its includes into one plain mapping (no validation)."""
     file = Path(path).resolve()
+    if file.suffix.lower() not in INCLUDE_SUFFIXES:
+        # Only configuration files are read: an error must never quote lines of another file.
+        raise ConfigError(f"{file}: a pipeline or sweep is a .yaml or .yml file; is this the right file?")
     doc = _read_yaml(file)
     if doc is None:
         raise ConfigError(f"{file}: the file is empty; a pipeline needs at least name, models, data")
@@ -166,13 +170,17 @@ def format_validation_error(file: Path, exc: ValidationError) -> str:
     lines = [f"{file}: invalid pipeline configuration ({exc.error_count()} problem(s)):"]
     for err in exc.errors():
         loc = tuple(err["loc"])
-        key_path = ".".join(str(part) for part in loc) or "<top>"
         message = err["msg"]
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, FieldValueError):  # a model-level check that names its field
+            loc, message = loc + (cause.field,), str(cause)
+        key_path = ".".join(str(part) for part in loc) or "<top>"
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(PipelineConfig, loc)
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            message = f"unknown key{hint} allowed here: {', '.join(allowed)}" if allowed else "unknown key"
+            message = (f"unknown key{hint} (the keys allowed here are: {', '.join(allowed)})"
+                       if allowed else "unknown key")
         elif err["type"] in ("union_tag_invalid", "literal_error", "enum"):
             expected = err.get("ctx", {}).get("expected_tags") or err.get("ctx", {}).get("expected")
             if expected and str(expected) not in message:
@@ -211,10 +219,7 @@ def parse_override(text: str) -> dict:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. train.steps=10")
     key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc})") from None
+    value = parse_config_yaml(raw, f"--set {text!r}")
     return dotted(key, value)
 
 

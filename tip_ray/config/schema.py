@@ -12,12 +12,20 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tip_ray.config.addresses import ray_address_problem
+from tip_ray.config.numbers import AdamBeta, check_numbers
 from tip_ray.config.tracking import TrackingConfig
 from tip_ray.pools import KNOWN_POOLS
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity in any float; numbers_mean_something guards every numeric field.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def numbers_mean_something(cls, data):
+        return check_numbers(cls, data)
 
 
 # --------------------------------------------------------------------------- models
@@ -348,7 +356,7 @@ class LossConfig(Strict):
 class OptimizerConfig(Strict):
     lr: float = Field(default=1e-6, gt=0.0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(default=0.0, ge=0.0, description="AdamW decoupled weight decay.")
-    betas: tuple[float, float] = Field(default=(0.9, 0.999), description="AdamW (beta1, beta2).")
+    betas: tuple[AdamBeta, AdamBeta] = Field(default=(0.9, 0.999), description="AdamW (beta1, beta2), each in [0, 1).")
     eps: float = Field(default=1e-8, gt=0.0, description="AdamW epsilon.")
     warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps.")
     schedule: Literal["cosine", "constant"] = Field(
@@ -453,6 +461,14 @@ class ClusterConfig(Strict):
     manifest: str | None = Field(
         default=None, description="KubeRay manifest this pipeline is paired with (checked in CI)."
     )
+
+    @field_validator("address")
+    @classmethod
+    def _ray_address(cls, value: str) -> str:
+        problem = ray_address_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     def role_resources(self, role: str) -> tuple[float, float]:
         """(GPUs, CPUs) per actor of `role`: its own setting, else its pool's (pools required)."""

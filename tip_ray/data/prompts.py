@@ -4,6 +4,7 @@ seeded, epoch-aware order whose position can be saved and restored exactly."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,6 +34,28 @@ class ReadReport:
     truncated_overlong: int = 0
 
 
+def _checked_text(text: str, what: str, where: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # "\ud800" in JSON: a lone surrogate no tokenizer takes
+        raise DataError(f"{where}: {what} is not valid Unicode (a lone surrogate at character {exc.start})") from None
+    return text
+
+
+def _answer_text(answer: Any, where: str, source: DataSource) -> str | None:
+    """The reference answer as text; refused when it cannot be graded as one."""
+    if answer is None or isinstance(answer, str):
+        return None if answer is None else _checked_text(answer, f"answer field {source.answer_field!r}", where)
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        return str(answer)
+    if isinstance(answer, float) and math.isfinite(answer):
+        return str(answer)
+    raise DataError(
+        f"{where}: answer field {source.answer_field!r} must be a string or a finite number, got "
+        f"{'NaN or infinity' if isinstance(answer, float) else type(answer).__name__}"
+    )
+
+
 def _row_from_mapping(obj: Any, where: str, source: DataSource) -> tuple[str, str | None]:
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -45,37 +68,52 @@ def _row_from_mapping(obj: Any, where: str, source: DataSource) -> tuple[str, st
     prompt = obj[source.prompt_field]
     if not isinstance(prompt, str) or not prompt.strip():
         raise DataError(f"{where}: prompt field {source.prompt_field!r} must be a non-empty string")
+    prompt = _checked_text(prompt, f"prompt field {source.prompt_field!r}", where)
     answer = obj.get(source.answer_field) if source.answer_field else None
-    return prompt, None if answer is None else str(answer)
+    return prompt, _answer_text(answer, where, source)
+
+
+def _skip_or_raise(exc: DataError, source: DataSource, report: ReadReport) -> None:
+    """With data.bad_rows: skip the row is counted and left out; else the run stops here."""
+    if source.bad_rows == "skip":
+        report.skipped_bad.append(str(exc))
+        return
+    raise DataError(f"{exc} (or set data.bad_rows: skip to skip such rows)") from None
+
+
+def _parse_jsonl_line(raw: bytes, where: str) -> Any:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not UTF-8 text (bad byte at column {exc.start + 1})") from None
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise DataError(f"{where}: nested too deeply to be a prompt row") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise DataError(f"{where}: a value cannot be read ({exc})") from None
 
 
 def _read_jsonl(source: JsonlData, report: ReadReport) -> list[PromptRow]:
     path = Path(source.path).expanduser()
     if not path.is_file():
         raise DataError(f"data.path: {path} does not exist or is not a file")
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise DataError(f"data.path: {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
     rows: list[PromptRow] = []
-    with path.open("r", encoding="utf-8", errors="strict") as handle:
-        try:
-            lines = list(handle)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text ({exc})") from None
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
+    for line_no, raw in enumerate(lines, start=1):
+        if not raw.decode("utf-8", "replace").strip():
             continue
         where = f"{path}:{line_no}"
         try:
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            except RecursionError:
-                raise DataError(f"{where}: nested too deeply to be a prompt row") from None
-            prompt, answer = _row_from_mapping(obj, where, source)
+            prompt, answer = _row_from_mapping(_parse_jsonl_line(raw, where), where, source)
         except DataError as exc:
-            if source.bad_rows == "skip":
-                report.skipped_bad.append(str(exc))
-                continue
-            raise DataError(f"{exc} (or set data.bad_rows: skip to skip such rows)") from None
+            _skip_or_raise(exc, source, report)
+            continue
         rows.append(PromptRow(row=line_no - 1, prompt=prompt, answer=answer))
         if source.limit and len(rows) >= source.limit:
             break
@@ -87,19 +125,21 @@ def _read_parquet(source: ParquetData, report: ReadReport) -> list[PromptRow]:
     if not path.is_file():
         raise DataError(f"data.path: {path} does not exist or is not a file")
     try:
+        import pyarrow
         import pyarrow.parquet as pq
     except ImportError:
         raise DataError("data.type parquet needs pyarrow: pip install pyarrow") from None
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pyarrow.ArrowException, OSError, ValueError) as exc:
+        raise DataError(f"data.path: {path} is not a readable Parquet file ({type(exc).__name__})") from None
     rows: list[PromptRow] = []
     for i, obj in enumerate(table.to_pylist()):
         try:
             prompt, answer = _row_from_mapping(obj, f"{path} row {i}", source)
         except DataError as exc:
-            if source.bad_rows == "skip":
-                report.skipped_bad.append(str(exc))
-                continue
-            raise
+            _skip_or_raise(exc, source, report)
+            continue
         rows.append(PromptRow(row=i, prompt=prompt, answer=answer))
         if source.limit and len(rows) >= source.limit:
             break
@@ -117,7 +157,11 @@ def _read_hub(source: HubData, report: ReadReport) -> list[PromptRow]:
         raise DataError(f"data.name {source.name!r}: cannot load from the hub ({exc})") from None
     rows = []
     for i, obj in enumerate(ds):
-        prompt, answer = _row_from_mapping(obj, f"{source.name} row {i}", source)
+        try:
+            prompt, answer = _row_from_mapping(obj, f"{source.name} row {i}", source)
+        except DataError as exc:
+            _skip_or_raise(exc, source, report)
+            continue
         rows.append(PromptRow(row=i, prompt=prompt, answer=answer))
         if source.limit and len(rows) >= source.limit:
             break

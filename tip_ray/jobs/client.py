@@ -36,6 +36,12 @@ _CHATTY_RAY_LOGGERS = {
 def resolve_address(address: str | None) -> str:
     """The dashboard URL to talk to: `address`, else the first http(s) URL in `ADDRESS_VARS`."""
     if address:
+        scheme = address.split("://", 1)[0] if "://" in address else ""
+        if scheme not in ("", "http", "https"):
+            raise JobsError(
+                f"--address {address}: the Jobs API is the Ray dashboard's http(s) URL, e.g. "
+                f"http://HOST:8265 ({scheme}:// is not a scheme it speaks)"
+            )
         return address.rstrip("/")
     for var in ADDRESS_VARS:
         value = os.environ.get(var, "").strip()

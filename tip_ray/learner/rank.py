@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from tip_ray.broadcast import BroadcastGroup, free_port
+from tip_ray.constants import LEARNER_GROUP_TIMEOUT_S
 from tip_ray.learner.device import batch_to_device
 from tip_ray.learner.memory import PeakMemory
 from tip_ray.records import SelectedBatch, StepResult
@@ -140,7 +141,7 @@ class LearnerRank:
         self.device = torch.device("cuda", torch.cuda.current_device()) if settings.backend == "nccl" else torch.device("cpu")
         dist.init_process_group(
             settings.backend, rank=rank, world_size=settings.world_size,
-            timeout=__import__("datetime").timedelta(minutes=10),
+            timeout=__import__("datetime").timedelta(seconds=LEARNER_GROUP_TIMEOUT_S),
         )
         torch.manual_seed(settings.seed)
         self.model = self._build_model()

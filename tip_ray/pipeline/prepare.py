@@ -37,13 +37,18 @@ def resolve_model_path(source: Any, where: str) -> str:
             )
         return str(path.resolve())
     if isinstance(source, HubModel):
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise ConfigError(f"{where}: hub model {source.name!r} but HF_HUB_OFFLINE=1")
         from huggingface_hub import snapshot_download
 
+        from tip_ray.models.loading import hub_offline
+
+        offline = hub_offline()
         try:
-            return snapshot_download(source.name, revision=source.revision)
+            # Offline (HF_HUB_OFFLINE=1), a model already in the local cache is used as is.
+            return snapshot_download(source.name, revision=source.revision, local_files_only=offline)
         except Exception as exc:
+            if offline:
+                raise ConfigError(f"{where}: hub model {source.name!r} is not in the local Hugging Face "
+                                  f"cache and HF_HUB_OFFLINE=1 forbids fetching it") from None
             raise ConfigError(f"{where}: cannot fetch hub model {source.name!r}: {exc}") from None
     if isinstance(source, DemoModel):
         from tip_ray.demo.bootstrap import ensure_demo_models

@@ -51,6 +51,7 @@ from tip_ray.checkpoint.state import capture_driver_rng, restore_driver_rng
 from tip_ray.config.loader import ConfigError
 from tip_ray.config.schema import PipelineConfig
 from tip_ray.data.prompts import DataPosition, PromptSampler
+from tip_ray.pipeline.connect import ray_init
 from tip_ray.pipeline.controller import Controller, StageDied, StageTimeout, shutdown_actors, start_actors
 from tip_ray.pipeline.metrics import MetricsLog, Progress, read_metrics, step_metrics
 from tip_ray.pipeline.prepare import PreparedRun, prepare_run, write_resolved_config
@@ -139,7 +140,7 @@ def init_ray(config: PipelineConfig, address: str | None) -> bool:
         # Custom pool resources on the one local node, so pool-mapped runs also fit a laptop.
         if config.cluster.pools:
             kwargs["resources"] = {p.resource: 1000.0 for p in config.cluster.pools.values()}
-    ray.init(address=target, **kwargs)
+    ray_init(target, **kwargs)
     return True
 
 
