@@ -10,22 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tip_ray.config.addresses import ray_address_problem
-from tip_ray.config.numbers import AdamBeta, check_numbers
+from tip_ray.config.base import Strict
+from tip_ray.config.numbers import AdamBeta
 from tip_ray.config.tracking import TrackingConfig
 from tip_ray.pools import KNOWN_POOLS
-
-
-class Strict(BaseModel):
-    # No NaN or infinity in any float; numbers_mean_something guards every numeric field.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def numbers_mean_something(cls, data):
-        return check_numbers(cls, data)
 
 
 # --------------------------------------------------------------------------- models
