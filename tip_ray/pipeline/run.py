@@ -36,14 +36,12 @@ from tip_ray.checkpoint import (
     FaultCounters,
     FoundCheckpoint,
     RedactingFilter,
-    RunLock,
     TrainerState,
     TrainingCounters,
     config_changes,
     read_state,
     restore_logs,
     save_logs,
-    scrub_file,
     write_state,
 )
 from tip_ray.checkpoint.reaper import start_reaper, stop_reaper
@@ -54,6 +52,7 @@ from tip_ray.data.prompts import DataPosition, PromptSampler
 from tip_ray.pipeline.controller import Controller, StageDied, StageTimeout, shutdown_actors, start_actors
 from tip_ray.pipeline.metrics import MetricsLog, Progress, read_metrics, step_metrics
 from tip_ray.pipeline.prepare import PreparedRun, prepare_run, write_resolved_config
+from tip_ray.pipeline.run_folder import claim_run_folder, secure_run_dir  # noqa: F401 (re-exported)
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
 from tip_ray.errors import TipRayError
@@ -150,13 +149,6 @@ def embedded_session_dir() -> str:
         return ""
 
 
-def secure_run_dir(run_dir: Path) -> None:
-    """User-only permissions on the run folder (it holds prompts, weights and logs)."""
-    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(run_dir, 0o700)
-    scrub_file(run_dir / "config.resolved.yaml")
-
-
 def attach_run_log(run_dir: Path) -> logging.Handler:
     """run.log in the run folder: every event of the run, secrets masked, appended across resumes."""
     path = run_dir / "run.log"
@@ -182,11 +174,9 @@ def run_pipeline(
     """Run (or continue) a distillation run. `resume`: "auto" continues from the run folder's
     newest complete checkpoint when there is one; "require" fails when there is none."""
     prepared = prepared or prepare_run(config, run_dir)
-    secure_run_dir(prepared.run_dir)
-    lock = RunLock(prepared.run_dir).acquire()
-    # Only the run holding the lock writes the resolved config: a second driver refused above
-    # must not replace the running one's.
-    write_resolved_config(config, prepared.run_dir)
+    # Only the run holding the lock writes anything: a second driver refused there must not
+    # replace the running one's files; partial checkpoints go first, freeing their space.
+    lock = claim_run_folder(prepared.run_dir, lambda folder: write_resolved_config(config, folder))
     handler = attach_run_log(prepared.run_dir)
     started_ray = False
     reaper = None
