@@ -89,6 +89,14 @@ class RunSummary:
     skipped_steps: int = 0
 
 
+def skip_reason(extra: dict[str, float]) -> str:
+    if extra.get("nonfinite_inputs"):
+        return "teacher signal or statistics"
+    if extra.get("nonfinite_weights"):
+        return "weights after the update (it was refused; the learning rate may be too large)"
+    return "loss or gradient"
+
+
 def make_prompt_batch(sampler: PromptSampler, batch_id: int, size: int) -> PromptBatch:
     picked = sampler.next_batch(size)
     return PromptBatch(
@@ -470,7 +478,7 @@ class RunSession:
             if self.training.consecutive_bad_steps >= config.train.max_consecutive_bad_steps:
                 raise TooManyBadSteps(
                     f"{self.training.consecutive_bad_steps} updates in a row (up to step {step + 1}) were "
-                    f"skipped for NaN/inf in the teacher signal, loss or gradients "
+                    f"skipped for NaN/inf in the teacher signal, loss, gradients or updated weights "
                     f"(train.max_consecutive_bad_steps={config.train.max_consecutive_bad_steps}); "
                     f"see {self.prepared.run_dir / 'metrics.jsonl'}. Check the teacher and the learning "
                     f"rate; `tip-ray run ... --resume` continues from the last checkpoint"
@@ -490,14 +498,14 @@ class RunSession:
         if result.skipped:
             training.skipped_steps += 1
             training.consecutive_bad_steps += 1
-            log.warning("step %d skipped: non-finite %s (%d in a row)", step + 1,
-                        "teacher signal or statistics" if result.extra.get("nonfinite_inputs") else "loss or gradient",
+            log.warning("step %d skipped: non-finite %s (%d in a row)", step + 1, skip_reason(result.extra),
                         training.consecutive_bad_steps)
         else:
             training.consecutive_bad_steps = 0
         report = self.prepared.data_report
         return {
             "nonfinite_inputs": int(result.extra.get("nonfinite_inputs", 0)),
+            "nonfinite_weights": int(result.extra.get("nonfinite_weights", 0)),
             "empty_responses": empty,
             "skipped_steps": training.skipped_steps,
             "actor_restarts": self.faults.actor_restarts,
