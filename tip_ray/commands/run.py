@@ -55,6 +55,7 @@ def handle(args: argparse.Namespace) -> int:
     from tip_ray.checkpoint.redact import redact
     from tip_ray.pipeline.controller import PolicyLagExceeded, StageDied, StageTimeout
     from tip_ray.pipeline.run import RunFailed, TooManyBadSteps, run_pipeline
+    from tip_ray.pipeline.signals import SIGTERM_EXIT_CODE, Preempted
 
     log_to_stderr()
     try:
@@ -63,6 +64,8 @@ def handle(args: argparse.Namespace) -> int:
     except (RunFolderBusy, TooManyBadSteps, RunFailed, StageTimeout, StageDied, PolicyLagExceeded) as exc:
         print(f"tip-ray: error: {redact(str(exc))}", file=sys.stderr)
         return 1
+    except Preempted:  # not an error: stopped as asked (its line is already on stderr, logged)
+        return SIGTERM_EXIT_CODE
     resumed = ""
     if summary.resumed_from is not None:
         resumed = (f"; resumed from step {summary.resumed_from} ({summary.resumes} resume(s), "

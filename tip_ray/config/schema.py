@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tip_ray.config.preemption import SigtermCheckpoint
 from tip_ray.pools import KNOWN_POOLS
 
 
@@ -494,6 +495,9 @@ class CheckpointConfig(Strict):
     keep_last: int = Field(default=2, gt=0, description="Checkpoints kept on disk.")
     export_hf: bool = Field(
         default=True, description="Also write a from_pretrained-loadable model folder."
+    )
+    on_sigterm: SigtermCheckpoint = Field(
+        default_factory=SigtermCheckpoint, description="Stopping on SIGTERM (preemption)."
     )
 
 

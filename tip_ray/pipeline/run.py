@@ -52,6 +52,7 @@ from tip_ray.data.prompts import DataPosition, PromptSampler
 from tip_ray.pipeline.controller import Controller, StageDied, StageTimeout, shutdown_actors, start_actors
 from tip_ray.pipeline.metrics import MetricsLog, Progress, read_metrics, step_metrics
 from tip_ray.pipeline.prepare import PreparedRun, prepare_run, write_resolved_config
+from tip_ray.pipeline.signals import StopRequest, stop_after
 from tip_ray.pipeline.run_folder import claim_run_folder, secure_run_dir  # noqa: F401 (re-exported)
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
@@ -188,9 +189,11 @@ def run_pipeline(
     handler = attach_run_log(prepared.run_dir)
     started_ray = False
     reaper = None
+    stop_request = StopRequest()
     try:
         found, state = find_checkpoint(prepared, resume)  # a config that cannot resume fails here
         started_ray = init_ray(config, address)
+        stop_request.install()  # after ray.init, which installs a SIGTERM handler of its own
         if started_ray and (address or config.cluster.address) == "local":
             reaper = start_reaper(embedded_session_dir())
         faults: FaultCounters | None = None
@@ -203,6 +206,7 @@ def run_pipeline(
                 prefix = f"tip-ray/{config.name}/{uuid.uuid4().hex[:6]}/"
                 actors = start_actors(prepared, max_restarts=config.train.max_actor_restarts, name_prefix=prefix)
                 session = RunSession(prepared, actors, on_step, faults, after_failure=failure)
+                session.stop_request = stop_request
                 return session.run(found, state)
             except (StageDied, StageTimeout) as exc:
                 faults = session.faults if session is not None else (faults or FaultCounters())
@@ -228,6 +232,7 @@ def run_pipeline(
         handler.close()
         if started_ray:
             ray.shutdown()
+        stop_request.restore()
         stop_reaper(reaper)
         lock.release()
 
@@ -288,6 +293,8 @@ class RunSession:
         self.metrics: MetricsLog | None = None
         self.progress: Progress | None = None
         self.resumed_from: int | None = None
+        self.stop_request: StopRequest | None = None  # set by run_pipeline: SIGTERM stops between steps
+        self.checkpoint_seconds: list[float] = []  # write times measured in this process
 
     # ------------------------------------------------------------------ restore
 
@@ -341,7 +348,25 @@ class RunSession:
         return step == self.config.train.steps or bool(every and step % every == 0)
 
     def write_checkpoint(self, step: int, learner_step: int) -> Path:
-        """Everything needed to continue after update `step`, atomically (see CheckpointStore)."""
+        """Everything needed to continue after update `step`, atomically (see CheckpointStore).
+        A write that fails (a full disk) stops the run with CheckpointWriteFailed, its partial
+        folder deleted and the previous checkpoints untouched."""
+        from tip_ray.checkpoint.space import checkpoint_failed
+
+        begin = time.perf_counter()
+        try:
+            final = self._write_checkpoint(step, learner_step)
+            self.checkpoint_seconds.append(time.perf_counter() - begin)
+            return final
+        except (StageDied, StageTimeout):
+            raise  # a stage that died while writing: the automatic resume handles it
+        except Exception as exc:
+            steps = self.store.steps()
+            failed = checkpoint_failed(step, self.store.root, steps[-1] if steps else None, exc)
+            self.store.discard(step)
+            raise failed from exc
+
+    def _write_checkpoint(self, step: int, learner_step: int) -> Path:
         from safetensors.torch import save_file
 
         begin = time.perf_counter()
@@ -438,7 +463,10 @@ class RunSession:
         signal_form = config.teacher.signal.type
         self.launch_until(first + controller.lag + 1)
         weights = self.weights_cache[first]
+        learner_step = state.learner_step if (state is not None and first) else 0
         for step in range(first, total):
+            if self.stop_request is not None and self.stop_request.requested:
+                stop_after(self, step, learner_step)
             step_start = time.perf_counter()
             item, rollouts, summary, restarted = controller.consume(step)
             for name in restarted:
@@ -483,6 +511,7 @@ class RunSession:
                     f"see {self.prepared.run_dir / 'metrics.jsonl'}. Check the teacher and the learning "
                     f"rate; `tip-ray run ... --resume` continues from the last checkpoint"
                 )
+            learner_step = result.step
             if self.checkpoint_due(step + 1):
                 self.write_checkpoint(step + 1, result.step)
             if self.on_step:

@@ -92,7 +92,10 @@ def claim_run_folder(run_dir: Path, write_config) -> RunLock:
     """Secure the run folder, take its lock, clear partial checkpoints, then write the resolved
     config (`write_config(run_dir)`); only the lock holder writes anything."""
     secure_run_dir(run_dir)
-    lock = RunLock(run_dir).acquire()
+    try:
+        lock = RunLock(run_dir).acquire()
+    except OSError as exc:
+        raise DiskFull(disk_full_message(exc, "the run folder's lock", run_dir)) from None
     try:
         remove_partial_checkpoints(run_dir)
         try:
