@@ -189,7 +189,7 @@ def run_pipeline(
     handler = attach_run_log(prepared.run_dir)
     started_ray = False
     reaper = None
-    stop_request = StopRequest()
+    stop_request = StopRequest().install()
     try:
         found, state = find_checkpoint(prepared, resume)  # a config that cannot resume fails here
         started_ray = init_ray(config, address)

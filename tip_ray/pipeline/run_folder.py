@@ -52,10 +52,10 @@ def loose_permissions(mode: int) -> list[str]:
     return words
 
 
-def secure_run_dir(run_dir: Path) -> None:
+def secure_run_dir(run_dir: Path, scrub: bool = True) -> None:
     """Create the run folder user-only (0700) if it is missing; an existing one is checked and
-    its looser permissions reported, never changed. A resolved config an older version wrote
-    unmasked is masked (staying valid YAML)."""
+    its looser permissions reported, never changed. With `scrub`, a resolved config an older
+    version wrote unmasked is masked (staying valid YAML)."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         run_dir.mkdir(parents=True, mode=0o700)
@@ -71,7 +71,8 @@ def secure_run_dir(run_dir: Path) -> None:
                 " and others could plant a checkpoint that a resume would load" if mode & 0o022 else "",
                 run_dir,
             )
-    scrub_file(run_dir / RESOLVED_CONFIG)
+    if scrub:
+        scrub_file(run_dir / RESOLVED_CONFIG)
 
 
 def remove_partial_checkpoints(run_dir: Path) -> None:
@@ -91,7 +92,7 @@ def disk_full_message(exc: OSError, what: str, where: Path) -> str:
 def claim_run_folder(run_dir: Path, write_config) -> RunLock:
     """Secure the run folder, take its lock, clear partial checkpoints, then write the resolved
     config (`write_config(run_dir)`); only the lock holder writes anything."""
-    secure_run_dir(run_dir)
+    secure_run_dir(run_dir, scrub=False)  # the lock holder rewrites the config, masked, below
     try:
         lock = RunLock(run_dir).acquire()
     except OSError as exc:

@@ -62,10 +62,12 @@ class StopRequest:
             log.warning("SIGTERM received: finishing the current step, then stopping")
 
     def install(self) -> "StopRequest":
-        """Handle SIGTERM from now on (after ray.init, which installs its own handler). Only the
-        main thread can; elsewhere the default handling stays."""
+        """Handle SIGTERM from now on; call it again after ray.init, which installs its own
+        handler. Only the main thread can; elsewhere the default handling stays."""
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            previous = signal.signal(signal.SIGTERM, self._handle)
+            if not self._installed:  # installed again after ray.init: keep the handler from before
+                self._previous = previous
             self._installed = True
         return self
 
