@@ -87,6 +87,7 @@ def test_a_full_disk_at_start_is_one_clear_error(small_fs, tiny_pair, demo_promp
     RunLock(run_dir).acquire().release()  # the failed start let go of the folder
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_checkpoint_on_a_full_disk_stops_cleanly_and_the_run_resumes(small_fs, ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.checkpoint import verify_manifest
@@ -142,3 +143,31 @@ def test_failure_reason_finds_a_full_disk_in_every_shape():
     assert no_space and reason.startswith("No space left on device (4 KiB free; the previous checkpoint takes 300 KiB")
     assert failure_reason(zip_error, free=10**10, needed=300 * 1024) == (str(zip_error), False)
     assert failure_reason(OSError(errno.EROFS, "Read-only file system")) == ("Read-only file system", False)
+
+
+def test_a_checkpoint_that_fills_the_disk_is_deleted_and_the_last_good_one_kept(small_fs):
+    """The store and the failure path the run uses, with a writer that fills the disk (the run
+    itself: the slow test above)."""
+    from tip_ray.checkpoint import CheckpointStore, verify_manifest
+    from tip_ray.checkpoint.space import CheckpointWriteFailed, write_or_stop
+
+    store = CheckpointStore(small_fs / "run", keep_last=2)
+    good = store.begin(2)
+    (good / "weights.bin").write_bytes(b"\1" * 100_000)
+    store.commit(good, 2)
+
+    def writer_that_fills_the_disk():
+        tmp = store.begin(4)
+        with (tmp / "weights.bin").open("wb") as handle:
+            while True:
+                handle.write(b"\1" * 65536)
+                handle.flush()
+
+    with pytest.raises(CheckpointWriteFailed) as failed:
+        write_or_stop(store, 4, writer_that_fills_the_disk)
+    assert str(failed.value) == (
+        f"checkpoint step_4 could not be written under {store.root}: No space left on device. The partial "
+        f"checkpoint was deleted and the last complete checkpoint, step_2, is kept: free space there (or "
+        f"raise the quota), then run the same command again; it continues from step_2")
+    assert sorted(p.name for p in store.root.iterdir()) == ["step_2"]
+    assert verify_manifest(store.folder(2)) == 2

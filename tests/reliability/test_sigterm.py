@@ -112,6 +112,8 @@ def test_sigterm_mid_run_then_resume_loses_nothing(reference_run, tiny_pair, dem
     assert f"continues from checkpoint step_{newest}" in output
     assert stopped_s < 30, stopped_s  # within Kubernetes' default grace period
     assert wait_gone(ray_tmp, 60) == []  # the embedded Ray stopped with its driver
+    print(f"SIGTERM sent after step 2; the driver stopped after step {rows_at_stop} with checkpoint "
+          f"step_{newest}, {stopped_s:.1f} s after the signal (exit code {code})")
 
     resume_log = tmp_path / "resume.log"
     proc = start_cli(["run", str(pipeline)], env, resume_log)

@@ -76,6 +76,7 @@ def test_guard_counts_on_real_tensors():
     assert torch.equal(model.weight, original) and not optimizer.state and count_nonfinite_weights(model) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_run_with_an_overflowing_learning_rate_stops_cleanly(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.config import load_pipeline

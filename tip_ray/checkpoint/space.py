@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Callable
 
 from tip_ray.errors import TipRayError
 
@@ -85,3 +86,17 @@ def checkpoint_failed(step: int, root, kept: int | None, exc: BaseException) -> 
         f"checkpoint step_{step} could not be written under {root}: {reason}. The partial checkpoint "
         f"was deleted and {kept_text}: {fix}, then run the same command again; it {after}"
     )
+
+
+def write_or_stop(store, step: int, write: Callable[[], Path], passthrough: tuple = ()) -> Path:
+    """Run `write` (the writing of checkpoint `step` into `store`, a CheckpointStore); if it fails
+    with anything but `passthrough`, delete its partial folder and raise CheckpointWriteFailed."""
+    try:
+        return write()
+    except passthrough:
+        raise
+    except Exception as exc:
+        steps = store.steps()
+        failed = checkpoint_failed(step, store.root, steps[-1] if steps else None, exc)  # before the delete
+        store.discard(step)
+        raise failed from exc

@@ -348,23 +348,16 @@ class RunSession:
         return step == self.config.train.steps or bool(every and step % every == 0)
 
     def write_checkpoint(self, step: int, learner_step: int) -> Path:
-        """Everything needed to continue after update `step`, atomically (see CheckpointStore).
-        A write that fails (a full disk) stops the run with CheckpointWriteFailed, its partial
-        folder deleted and the previous checkpoints untouched."""
-        from tip_ray.checkpoint.space import checkpoint_failed
+        """Everything needed to continue after update `step`, atomically (see CheckpointStore);
+        a write that fails (a full disk) stops the run (tip_ray.checkpoint.space.write_or_stop)."""
+        from tip_ray.checkpoint.space import write_or_stop
 
         begin = time.perf_counter()
-        try:
-            final = self._write_checkpoint(step, learner_step)
-            self.checkpoint_seconds.append(time.perf_counter() - begin)
-            return final
-        except (StageDied, StageTimeout):
-            raise  # a stage that died while writing: the automatic resume handles it
-        except Exception as exc:
-            steps = self.store.steps()
-            failed = checkpoint_failed(step, self.store.root, steps[-1] if steps else None, exc)
-            self.store.discard(step)
-            raise failed from exc
+        # A stage that dies while writing is left to the automatic resume.
+        final = write_or_stop(self.store, step, lambda: self._write_checkpoint(step, learner_step),
+                              passthrough=(StageDied, StageTimeout))
+        self.checkpoint_seconds.append(time.perf_counter() - begin)
+        return final
 
     def _write_checkpoint(self, step: int, learner_step: int) -> Path:
         from safetensors.torch import save_file
