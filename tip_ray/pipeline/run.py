@@ -13,8 +13,10 @@ A run survives what expensive runs meet:
 - A learner rank dies (or an actor runs out of restarts), or a stage hangs past
   train.stage_timeout_s (reported with its name): the step ends, every actor is stopped and the
   run resumes from its last checkpoint by itself, up to train.max_resumes times.
-- Bad numbers: a step with NaN/inf in its teacher signal, loss or gradient is skipped and counted;
-  train.max_consecutive_bad_steps of them in a row stop the run.
+- Bad numbers: a step with NaN/inf in its teacher signal, loss or gradient, or whose update would
+  make a weight NaN/inf, is skipped and counted; train.max_consecutive_bad_steps in a row stop it.
+- SIGTERM (preemption): the step finishes, a checkpoint is written if it fits (pipeline.signals).
+- A checkpoint on a full disk stops the run, the last good one kept (checkpoint.space).
 """
 
 from __future__ import annotations
