@@ -51,8 +51,10 @@ def test_run_folder_is_private_and_resolved_config_masked(monkeypatch, tmp_path)
     os.chmod(run_dir, 0o755)
     (run_dir / "config.resolved.yaml").write_text(f"name: leak-{SECRETS['HF_TOKEN']}\n")
     secure_run_dir(run_dir)
-    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o755  # an existing folder is reported, not changed
     assert (run_dir / "config.resolved.yaml").read_text() == f"name: leak-{MASK}\n"
+    secure_run_dir(tmp_path / "new")
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
 
 
 def test_resolved_config_is_masked_as_written_and_only_by_the_lock_holder(monkeypatch, tiny_pair, demo_prompts, tmp_path):

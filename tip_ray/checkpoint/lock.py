@@ -33,8 +33,11 @@ class RunLock:
                 f"{self.path.parent} is in use by a running tip-ray run (pid {holder}); wait for it, "
                 f"stop it, or give this run another --run-dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # the pid only names the holder in a refusal: a full disk must not stop the run here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
         return self
 

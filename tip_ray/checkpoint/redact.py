@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Mapping
+from typing import Any, Mapping
 
 # Known credential variables, plus any variable whose name ends like one of SECRET_SUFFIXES.
 SECRET_ENV_VARS = (
@@ -55,9 +55,27 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def mask_tree(doc: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """`doc` (nested dicts/lists of plain values) with secret values masked in every string, keys
+    included; dump the result with yaml.safe_dump so that a masked value is always a quoted
+    scalar (a bare '***' would read back as a YAML alias)."""
+    if isinstance(doc, dict):
+        return {mask_tree(k, environ): mask_tree(v, environ) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [mask_tree(v, environ) for v in doc]
+    if isinstance(doc, str):
+        return redact(doc, environ)
+    return doc
+
+
 def scrub_file(path) -> bool:
-    """Mask secret values in a text file the run wrote; True when something was masked."""
+    """Mask secret values in a text file the run wrote; True when something was masked.
+
+    A YAML file stays valid YAML: it is parsed, masked value by value and dumped again (masking
+    its text would turn `name: <secret>` into `name: ***`, an alias that no longer loads)."""
     from pathlib import Path
+
+    import yaml
 
     file = Path(path)
     if not file.is_file():
@@ -66,6 +84,11 @@ def scrub_file(path) -> bool:
     masked = redact(text)
     if masked == text:
         return False
+    if file.suffix in (".yaml", ".yml"):
+        try:
+            masked = yaml.safe_dump(mask_tree(yaml.safe_load(text)), sort_keys=False)
+        except yaml.YAMLError:
+            pass  # not YAML to begin with: masking its text cannot break it further
     tmp = file.with_name(file.name + ".tmp")
     tmp.write_text(masked, encoding="utf-8")
     os.replace(tmp, file)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tip_ray.checkpoint.redact import MASK
 
 LOG_FILES = ("metrics.jsonl", "evals.jsonl")
 LOGS_DIR = "logs"  # where a checkpoint keeps its copies of the run's JSONL files
@@ -79,14 +82,34 @@ def _flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: doc}
 
 
+def load_saved_config(saved_yaml: str) -> dict:
+    """A checkpoint's resolved config. Older versions masked secrets in the YAML text, leaving
+    `key: ***` (a YAML alias that does not load): such values are read back as masked strings."""
+    try:
+        return yaml.safe_load(saved_yaml) or {}
+    except yaml.YAMLError:
+        repaired = re.sub(r"^(\s*(?:[^\s#][^#]*?:|-)\s+)(\*\*\*.*?)\s*$",
+                          lambda m: m.group(1) + json.dumps(m.group(2)), saved_yaml, flags=re.M)
+        return yaml.safe_load(repaired) or {}
+
+
+def masked_value_matches(old: Any, new: Any) -> bool:
+    """True when `old`, a saved value with secrets masked, can be `new`: each mask stands for any
+    non-empty text. A masked value is never compared, so resuming does not depend on it."""
+    if not (isinstance(old, str) and MASK in old and isinstance(new, str)):
+        return False
+    pattern = ".+".join(re.escape(part) for part in old.split(MASK))
+    return re.fullmatch(pattern, new, flags=re.S) is not None
+
+
 def config_changes(saved_yaml: str, current: dict) -> tuple[list[str], list[str]]:
     """(blocking, harmless) differences between a checkpoint's resolved config and the current one,
-    each as 'key: old -> new'."""
-    old = _flatten(yaml.safe_load(saved_yaml) or {})
+    each as 'key: old -> new'. Values that were masked as secrets match what they may have been."""
+    old = _flatten(load_saved_config(saved_yaml))
     new = _flatten(json.loads(json.dumps(current)))
     blocking, harmless = [], []
     for key in sorted(set(old) | set(new)):
-        if old.get(key) == new.get(key):
+        if old.get(key) == new.get(key) or masked_value_matches(old.get(key), new.get(key)):
             continue
         line = f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
         if key not in MOVABLE_KEYS and any(key == k or key.startswith(k + ".") for k in IDENTITY_KEYS):

@@ -66,6 +66,11 @@ class CheckpointStore:
         tmp.mkdir(mode=0o700)
         return tmp
 
+    def discard(self, step: int) -> None:
+        """Delete what a failed write of checkpoint `step` left (its space may be needed)."""
+        for leftover in (self.root / f".step_{step}.tmp", self.root / f".step_{step}.old.tmp"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
     def commit(self, tmp: Path, step: int) -> Path:
         """Seal `tmp` with its manifest and rename it to step_<N>; then prune to the last K."""
         write_manifest(tmp, step)

@@ -83,6 +83,7 @@ def handle(args: argparse.Namespace) -> int:
     from tip_ray.checkpoint.redact import redact
     from tip_ray.pipeline.controller import PolicyLagExceeded, StageDied, StageTimeout
     from tip_ray.pipeline.run import RunFailed, TooManyBadSteps, run_pipeline
+    from tip_ray.pipeline.signals import SIGTERM_EXIT_CODE, Preempted
 
     log_to_stderr()
     try:
@@ -91,5 +92,7 @@ def handle(args: argparse.Namespace) -> int:
     except (RunFolderBusy, TooManyBadSteps, RunFailed, StageTimeout, StageDied, PolicyLagExceeded) as exc:
         print(f"tip-ray: error: {redact(str(exc))}", file=sys.stderr)
         return 1
+    except Preempted:  # not an error: stopped as asked (its line is already on stderr, logged)
+        return SIGTERM_EXIT_CODE
     print(finished_line(config.name, summary))
     return 0

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from tip_ray.config.addresses import ray_address_problem
 from tip_ray.config.base import Strict
 from tip_ray.config.numbers import AdamBeta
+from tip_ray.config.preemption import SigtermCheckpoint
 from tip_ray.config.tracking import TrackingConfig
 from tip_ray.pools import KNOWN_POOLS
 
@@ -504,6 +505,9 @@ class CheckpointConfig(Strict):
     keep_last: int = Field(default=2, gt=0, description="Checkpoints kept on disk.")
     export_hf: bool = Field(
         default=True, description="Also write a from_pretrained-loadable model folder."
+    )
+    on_sigterm: SigtermCheckpoint = Field(
+        default_factory=SigtermCheckpoint, description="Stopping on SIGTERM (preemption)."
     )
 
 

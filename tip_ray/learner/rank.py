@@ -8,7 +8,8 @@ the result does not depend on how rows are split over ranks and micro-batches.
 
 Bad numbers never reach the weights: a batch whose teacher signal, token weights or statistics
 hold NaN/inf is refused before the forward pass, and an update whose loss or gradient norm is not
-finite is not applied (both come back as a skipped StepResult; the run counts them).
+finite, or that would make a weight non-finite (tip_ray.learner.guard), is not applied (all come
+back as a skipped StepResult; the run counts them).
 
 Checkpoints are sharded: every rank writes its own shard of the weights and of the optimizer
 state with torch.distributed.checkpoint (no rank ever holds the whole optimizer state, and a
@@ -30,6 +31,7 @@ import torch.distributed as dist
 from tip_ray.broadcast import BroadcastGroup, free_port
 from tip_ray.constants import LEARNER_GROUP_TIMEOUT_S
 from tip_ray.learner.device import batch_to_device
+from tip_ray.learner.guard import guarded_step
 from tip_ray.learner.memory import PeakMemory
 from tip_ray.records import SelectedBatch, StepResult
 from tip_ray.tip import selective_distill_loss
@@ -224,15 +226,19 @@ class LearnerRank:
         dist.all_reduce(loss_sum)
         grad_norm = self._grad_norm()
         skipped = not (math.isfinite(float(loss_sum)) and math.isfinite(grad_norm))
+        extra: dict[str, float] = {}
         if not skipped:
             if s.grad_clip is not None and grad_norm > s.grad_clip:
                 scale = s.grad_clip / (grad_norm + 1e-6)
                 for p in self.model.parameters():
                     if p.grad is not None:
                         p.grad.mul_(scale)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.step += 1
+            bad_weights = guarded_step(self.model, self.optimizer)
+            if bad_weights:  # refused whole: weights and optimizer state as they were
+                skipped, extra = True, {"nonfinite_weights": float(bad_weights)}
+            else:
+                self.scheduler.step()
+                self.step += 1
         self.optimizer.zero_grad(set_to_none=True)
         return StepResult(
             step=self.step,
@@ -243,6 +249,7 @@ class LearnerRank:
             skipped=skipped,
             seconds=time.perf_counter() - start,
             peak_memory_mib=self.memory.stop(),
+            extra=extra,
         )
 
     def _grad_norm(self) -> float:

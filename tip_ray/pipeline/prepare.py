@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tip_ray.config.loader import ConfigError, resolved_config_yaml
 from tip_ray.config.schema import DemoModel, HubModel, LocalModel, PipelineConfig
 from tip_ray.data.prompts import EncodedPrompt, ReadReport, encode_rows, read_prompt_rows
@@ -60,17 +62,23 @@ def resolve_model_path(source: Any, where: str) -> str:
 
 def write_resolved_config(config: PipelineConfig, run_dir: Path) -> Path:
     """config.resolved.yaml in the run folder, secret values masked before it touches the disk."""
-    from tip_ray.checkpoint.redact import redact
+    from tip_ray.checkpoint.redact import mask_tree
 
     path = run_dir / "config.resolved.yaml"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(redact(resolved_config_yaml(config)), encoding="utf-8")
+    # Masked value by value, then dumped: a masked value stays a quoted scalar, valid YAML.
+    doc = mask_tree(yaml.safe_load(resolved_config_yaml(config)))
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
 
 
 def run_dir_for(config: PipelineConfig, override: str | None = None) -> Path:
+    if not override:
+        from tip_ray.pipeline.run_folder import check_run_name
+
+        check_run_name(config.name, config.logging.run_dir)
     return Path(override or config.logging.run_dir.format(name=config.name)).expanduser().resolve()
 
 

@@ -13,8 +13,10 @@ A run survives what expensive runs meet:
 - A learner rank dies (or an actor runs out of restarts), or a stage hangs past
   train.stage_timeout_s (reported with its name): the step ends, every actor is stopped and the
   run resumes from its last checkpoint by itself, up to train.max_resumes times.
-- Bad numbers: a step with NaN/inf in its teacher signal, loss or gradient is skipped and counted;
-  train.max_consecutive_bad_steps of them in a row stop the run.
+- Bad numbers: a step with NaN/inf in its teacher signal, loss or gradient, or whose update would
+  make a weight NaN/inf, is skipped and counted; train.max_consecutive_bad_steps in a row stop it.
+- SIGTERM (preemption): the step finishes, a checkpoint is written if it fits (pipeline.signals).
+- A checkpoint on a full disk stops the run, the last good one kept (checkpoint.space).
 """
 
 from __future__ import annotations
@@ -36,14 +38,12 @@ from tip_ray.checkpoint import (
     FaultCounters,
     FoundCheckpoint,
     RedactingFilter,
-    RunLock,
     TrainerState,
     TrainingCounters,
     config_changes,
     read_state,
     restore_logs,
     save_logs,
-    scrub_file,
     write_state,
 )
 from tip_ray.checkpoint.reaper import start_reaper, stop_reaper
@@ -55,6 +55,8 @@ from tip_ray.pipeline.connect import ray_init
 from tip_ray.pipeline.controller import Controller, StageDied, StageTimeout, shutdown_actors, start_actors
 from tip_ray.pipeline.metrics import MetricsLog, Progress, read_metrics, step_metrics
 from tip_ray.pipeline.prepare import PreparedRun, prepare_run, write_resolved_config
+from tip_ray.pipeline.run_folder import claim_run_folder, secure_run_dir  # noqa: F401 (re-exported)
+from tip_ray.pipeline.signals import StopRequest, stop_after
 from tip_ray.pipeline.trackers import open_trackers
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
@@ -90,6 +92,14 @@ class RunSummary:
     in_flight_relaunched: int = 0
     actor_restarts: int = 0
     skipped_steps: int = 0
+
+
+def skip_reason(extra: dict[str, float]) -> str:
+    if extra.get("nonfinite_inputs"):
+        return "teacher signal or statistics"
+    if extra.get("nonfinite_weights"):
+        return "weights after the update (it was refused; the learning rate may be too large)"
+    return "loss or gradient"
 
 
 def make_prompt_batch(sampler: PromptSampler, batch_id: int, size: int) -> PromptBatch:
@@ -152,13 +162,6 @@ def embedded_session_dir() -> str:
         return ""
 
 
-def secure_run_dir(run_dir: Path) -> None:
-    """User-only permissions on the run folder (it holds prompts, weights and logs)."""
-    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(run_dir, 0o700)
-    scrub_file(run_dir / "config.resolved.yaml")
-
-
 def attach_run_log(run_dir: Path) -> logging.Handler:
     """run.log in the run folder: every event of the run, secrets masked, appended across resumes."""
     path = run_dir / "run.log"
@@ -184,17 +187,17 @@ def run_pipeline(
     """Run (or continue) a distillation run. `resume`: "auto" continues from the run folder's
     newest complete checkpoint when there is one; "require" fails when there is none."""
     prepared = prepared or prepare_run(config, run_dir)
-    secure_run_dir(prepared.run_dir)
-    lock = RunLock(prepared.run_dir).acquire()
-    # Only the run holding the lock writes the resolved config: a second driver refused above
-    # must not replace the running one's.
-    write_resolved_config(config, prepared.run_dir)
+    # Only the run holding the lock writes anything: a second driver refused there must not
+    # replace the running one's files; partial checkpoints go first, freeing their space.
+    lock = claim_run_folder(prepared.run_dir, lambda folder: write_resolved_config(config, folder))
     handler = attach_run_log(prepared.run_dir)
     started_ray = False
     reaper = None
+    stop_request = StopRequest().install()
     try:
         found, state = find_checkpoint(prepared, resume)  # a config that cannot resume fails here
         started_ray = init_ray(config, address)
+        stop_request.install()  # after ray.init, which installs a SIGTERM handler of its own
         if started_ray and (address or config.cluster.address) == "local":
             reaper = start_reaper(embedded_session_dir())
         faults: FaultCounters | None = None
@@ -207,6 +210,7 @@ def run_pipeline(
                 prefix = f"tip-ray/{config.name}/{uuid.uuid4().hex[:6]}/"
                 actors = start_actors(prepared, max_restarts=config.train.max_actor_restarts, name_prefix=prefix)
                 session = RunSession(prepared, actors, on_step, faults, after_failure=failure)
+                session.stop_request = stop_request
                 return session.run(found, state)
             except (StageDied, StageTimeout) as exc:
                 faults = session.faults if session is not None else (faults or FaultCounters())
@@ -232,6 +236,7 @@ def run_pipeline(
         handler.close()
         if started_ray:
             ray.shutdown()
+        stop_request.restore()
         stop_reaper(reaper)
         lock.release()
 
@@ -292,6 +297,8 @@ class RunSession:
         self.metrics: MetricsLog | None = None
         self.progress: Progress | None = None
         self.resumed_from: int | None = None
+        self.stop_request: StopRequest | None = None  # set by run_pipeline: SIGTERM stops between steps
+        self.checkpoint_seconds: list[float] = []  # write times measured in this process
 
     # ------------------------------------------------------------------ restore
 
@@ -345,7 +352,18 @@ class RunSession:
         return step == self.config.train.steps or bool(every and step % every == 0)
 
     def write_checkpoint(self, step: int, learner_step: int) -> Path:
-        """Everything needed to continue after update `step`, atomically (see CheckpointStore)."""
+        """Everything needed to continue after update `step`, atomically (see CheckpointStore);
+        a write that fails (a full disk) stops the run (tip_ray.checkpoint.space.write_or_stop)."""
+        from tip_ray.checkpoint.space import write_or_stop
+
+        begin = time.perf_counter()
+        # A stage that dies while writing is left to the automatic resume.
+        final = write_or_stop(self.store, step, lambda: self._write_checkpoint(step, learner_step),
+                              passthrough=(StageDied, StageTimeout))
+        self.checkpoint_seconds.append(time.perf_counter() - begin)
+        return final
+
+    def _write_checkpoint(self, step: int, learner_step: int) -> Path:
         from safetensors.torch import save_file
 
         begin = time.perf_counter()
@@ -444,7 +462,10 @@ class RunSession:
         signal_form = config.teacher.signal.type
         self.launch_until(first + controller.lag + 1)
         weights = self.weights_cache[first]
+        learner_step = state.learner_step if (state is not None and first) else 0
         for step in range(first, total):
+            if self.stop_request is not None and self.stop_request.requested:
+                stop_after(self, step, learner_step)
             step_start = time.perf_counter()
             item, rollouts, summary, restarted = controller.consume(step)
             for name in restarted:
@@ -484,11 +505,12 @@ class RunSession:
             if self.training.consecutive_bad_steps >= config.train.max_consecutive_bad_steps:
                 raise TooManyBadSteps(
                     f"{self.training.consecutive_bad_steps} updates in a row (up to step {step + 1}) were "
-                    f"skipped for NaN/inf in the teacher signal, loss or gradients "
+                    f"skipped for NaN/inf in the teacher signal, loss, gradients or updated weights "
                     f"(train.max_consecutive_bad_steps={config.train.max_consecutive_bad_steps}); "
                     f"see {self.prepared.run_dir / 'metrics.jsonl'}. Check the teacher and the learning "
                     f"rate; `tip-ray run ... --resume` continues from the last checkpoint"
                 )
+            learner_step = result.step
             if self.checkpoint_due(step + 1):
                 self.write_checkpoint(step + 1, result.step)
             if self.on_step:
@@ -504,14 +526,14 @@ class RunSession:
         if result.skipped:
             training.skipped_steps += 1
             training.consecutive_bad_steps += 1
-            log.warning("step %d skipped: non-finite %s (%d in a row)", step + 1,
-                        "teacher signal or statistics" if result.extra.get("nonfinite_inputs") else "loss or gradient",
+            log.warning("step %d skipped: non-finite %s (%d in a row)", step + 1, skip_reason(result.extra),
                         training.consecutive_bad_steps)
         else:
             training.consecutive_bad_steps = 0
         report = self.prepared.data_report
         return {
             "nonfinite_inputs": int(result.extra.get("nonfinite_inputs", 0)),
+            "nonfinite_weights": int(result.extra.get("nonfinite_weights", 0)),
             "empty_responses": empty,
             "skipped_steps": training.skipped_steps,
             "actor_restarts": self.faults.actor_restarts,
