@@ -125,11 +125,17 @@ def test_submit_refuses_a_bad_address(capsys):
     assert "not a scheme it speaks" in err
 
 
+def test_report_refuses_what_is_not_a_run_folder(tmp_path, capsys):
+    assert "is not a folder" in user_error(["report", str(tmp_path / "missing")], capsys)
+    (tmp_path / "empty").mkdir()
+    assert "holds none of" in user_error(["report", str(tmp_path / "empty")], capsys)
+
+
 def test_every_subcommand_is_covered_by_this_file():
     """A new subcommand must be added to the tests above."""
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    covered = {"run", "validate", "demo", "eval", "sweep", "submit", "status", "logs", "stop"}
+    covered = {"run", "validate", "demo", "eval", "sweep", "submit", "status", "logs", "stop", "report"}
     assert set(sub.choices) == covered, set(sub.choices) ^ covered
     assert set(COMMANDS) <= covered | {"jobs"}
 
