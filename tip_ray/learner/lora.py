@@ -62,7 +62,10 @@ def peft_config(settings: LoraSettings):
 def add_adapters(lm: torch.nn.Module, settings: LoraSettings) -> torch.nn.Module:
     """`lm` with adapters injected in place, its base frozen (in `base_dtype`) and its adapters
     float32. Returns the same Hugging Face model object (not a PeftModel wrapper)."""
-    from peft import get_peft_model
+    try:
+        from peft import get_peft_model
+    except ImportError as exc:
+        raise LoraSetupError(f"learner.lora needs the peft package ({exc}): pip install 'tip-ray[lora]'") from exc
 
     from tip_ray.models.loading import DTYPES
 
