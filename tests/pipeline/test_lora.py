@@ -177,3 +177,22 @@ def test_exported_adapter_loads_with_peft_and_equals_the_merged_model(ray_local,
     ids = selected.input_ids[:2]
     with torch.no_grad():
         assert torch.allclose(with_adapter(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-5)
+
+
+def test_bfloat16_base_trains_float32_adapters_on_two_ranks(ray_local, fixed_batch):  # noqa: F811
+    """A bfloat16 base with float32 adapters: FSDP2 shards the mixed-dtype groups, the update
+    is finite and the same on 1 and 2 ranks (up to bfloat16 rounding of the activations)."""
+    ray = ray_local
+    prepared, plans, _, selected = fixed_batch
+    lora = dataclasses.replace(LORA, base_dtype="bfloat16")
+    results, adapters = {}, {}
+    for world in (1, 2):
+        ranks = start_group(ray, prepared, plans, world, micro_batch_size=2, lora=lora, lr=1e-2)
+        results[world] = [ray.get([r.train_step.remote(selected) for r in ranks])[0] for _ in range(2)]
+        adapters[world] = ray.get([r.adapter_weights.remote() for r in ranks])[0]
+        stop_group(ray, ranks)
+    assert all(torch.isfinite(torch.tensor(r.loss)) and not r.skipped for r in results[1] + results[2])
+    assert all(v.dtype == torch.float32 for v in adapters[1].values())
+    for one, two in zip(results[1], results[2]):
+        assert abs(one.loss - two.loss) <= 2e-2 * abs(one.loss), (one.loss, two.loss)
+    assert results[1][1].loss < results[1][0].loss
