@@ -196,3 +196,15 @@ def test_bfloat16_base_trains_float32_adapters_on_two_ranks(ray_local, fixed_bat
     for one, two in zip(results[1], results[2]):
         assert abs(one.loss - two.loss) <= 2e-2 * abs(one.loss), (one.loss, two.loss)
     assert results[1][1].loss < results[1][0].loss
+
+
+def test_turning_lora_on_or_off_blocks_a_resume():
+    """A checkpoint of a full run cannot continue as a LoRA run (nor the other way round)."""
+    from tip_ray.checkpoint.resume import config_changes
+
+    saved = "learner:\n  num_ranks: 2\n  lora: null\nname: x\n"
+    current = {"learner": {"num_ranks": 2, "lora": {"rank": 8, "alpha": 16.0}}, "name": "x"}
+    blocking, _ = config_changes(saved, current)
+    assert blocking == ["learner.lora.alpha: None -> 16.0", "learner.lora.rank: None -> 8"]
+    saved_without_key = "learner:\n  num_ranks: 2\nname: x\n"  # written before learner.lora existed
+    assert config_changes(saved_without_key, {"learner": {"num_ranks": 2, "lora": None}, "name": "x"}) == ([], [])
