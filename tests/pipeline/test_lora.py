@@ -208,3 +208,15 @@ def test_turning_lora_on_or_off_blocks_a_resume():
     assert blocking == ["learner.lora.alpha: None -> 16.0", "learner.lora.rank: None -> 8"]
     saved_without_key = "learner:\n  num_ranks: 2\nname: x\n"  # written before learner.lora existed
     assert config_changes(saved_without_key, {"learner": {"num_ranks": 2, "lora": None}, "name": "x"}) == ([], [])
+
+
+def test_a_misspelt_target_is_refused_before_any_actor_starts(tiny_pair, demo_prompts, tmp_path):
+    """peft accepts a list when one name matches; a typo beside a good name is still an error,
+    raised by prepare_run (what `tip-ray validate` and `run` call first)."""
+    from tip_ray.pipeline.prepare import prepare_run
+
+    doc = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run",
+                            learner={"lora": {"rank": 4, "target_modules": ["q_proj", "v_porj"]}})
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(TipRayError, match=r"learner\.lora\.target_modules: \['v_porj'\] match no linear module"):
+        prepare_run(load_pipeline(tmp_path / "p.yaml"), write=False)

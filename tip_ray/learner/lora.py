@@ -75,7 +75,7 @@ def add_adapters(lm: torch.nn.Module, settings: LoraSettings) -> torch.nn.Module
     except ValueError as exc:
         raise LoraSetupError(
             f"learner.lora.target_modules {settings.target_modules!r} do not fit the student "
-            f"({type(lm).__name__}): {exc}. Name linear modules of its trunk, or use all-linear"
+            f"({type(lm).__name__}): {str(exc).rstrip('.')}. Name linear modules of its trunk, or use all-linear"
         ) from exc
     model = peft_model.base_model.model
     for name, param in model.named_parameters():
@@ -87,9 +87,26 @@ def add_adapters(lm: torch.nn.Module, settings: LoraSettings) -> torch.nn.Module
             "learner.lora.target_modules adapts the LM head; the selective loss uses the head's "
             "weight directly: adapt trunk modules only"
         )
-    if not any(p.requires_grad for p in model.parameters()):
-        raise LoraSetupError(f"learner.lora.target_modules {settings.target_modules!r} matched no module")
+    if not isinstance(settings.target_modules, str):
+        adapted = [name for name, module in model.named_modules() if hasattr(module, "lora_A")]
+        unmatched = [t for t in settings.target_modules
+                     if not any(name == t or name.endswith("." + t) for name in adapted)]
+        if unmatched:  # peft accepts a list as long as one name matches; a typo would go unnoticed
+            raise LoraSetupError(
+                f"learner.lora.target_modules: {unmatched} match no linear module of the student "
+                f"({type(model).__name__}); adapted were e.g. {adapted[:3]}"
+            )
     return model
+
+
+def check_targets(model_path: str, settings: LoraSettings) -> None:
+    """Raise LoraSetupError now, before any actor starts, when the adapters do not fit the
+    student (the model is built on the meta device: no weights are read or allocated)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
+    add_adapters(lm, settings)
 
 
 def is_adapter_key(name: str) -> bool:
