@@ -1,6 +1,6 @@
 """Learner memory and trainable parameters: LoRA students against full fine-tuning.
 
-    python benchmarks/lora_memory.py              # all cases on the demo pair, JSON + docs table
+    python benchmarks/lora_memory.py              # all cases on the demo pair; prints a table, writes JSON
     python benchmarks/lora_memory.py --steps 2    # a quicker look
 
 The batch is the demo pipeline's (pipelines/demo.yaml: 16 prompts x 4 samples, TIP Soft-OR 50%,
@@ -32,8 +32,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results" / "lora_memory.json"
-DOCS = REPO / "docs" / "benchmarks.md"
-SECTION = "## LoRA students: learner memory and trainable parameters"
 CASES = {
     "full": None,
     "lora r16 all-linear": {"rank": 16, "alpha": 32.0, "target_modules": "all-linear"},
