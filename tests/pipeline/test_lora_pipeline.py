@@ -25,7 +25,7 @@ def test_lora_run_learns_and_its_adapter_reproduces_the_final_eval(ray_local, ti
     doc = tiny_pipeline_doc(
         tiny_pair, demo_prompts, tmp_path / "run",
         selection={"rule": {"type": "all"}},
-        learner={"num_ranks": 2, "micro_batch_size": 4, "lora": LORA,
+        learner={"num_ranks": 1, "micro_batch_size": 4, "lora": LORA,  # 2 ranks: test_lora.py and the demo
                  "optimizer": {"lr": 2e-2, "warmup_steps": 0, "schedule": "constant"}},
         train={"steps": 4, "seed": 0, "stage_timeout_s": 240},
         eval=GREEDY_EVAL,
