@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -c requirements/cpu.lock -e ".[bench]"
 	$(BIN)/python benchmarks/selective_memory.py
 	$(BIN)/python benchmarks/pipeline_overhead.py
+	$(BIN)/python benchmarks/lora_memory.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache

@@ -30,6 +30,7 @@ IDENTITY_KEYS = (
     "rollout.prompts_per_step",
     "rollout.samples_per_prompt",
     "learner.optimizer",
+    "learner.lora",
     "loss",
     "selection",
     "teacher.signal",

@@ -36,9 +36,15 @@ class UpdateSnapshot:
                 del optimizer.state[param]  # first update of this parameter: it had no state
 
 
+def updated_parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The parameters an optimizer step can change (a frozen LoRA base is not among them)."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
 def snapshot_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> UpdateSnapshot:
-    """Copies of this rank's shard of the weights and optimizer state, taken before an update."""
-    params = [(_local(p.data), _local(p.data).clone()) for p in model.parameters()]
+    """Copies of this rank's shard of the weights the update changes and of the optimizer state,
+    taken before the update."""
+    params = [(_local(p.data), _local(p.data).clone()) for p in updated_parameters(optimizer)]
     state = {
         param: {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in entry.items()}
         for param, entry in optimizer.state.items()
@@ -46,10 +52,12 @@ def snapshot_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
     return UpdateSnapshot(params=params, state=state)
 
 
-def count_nonfinite_weights(model: torch.nn.Module, group_sync: bool = True, extra: int = 0) -> int:
-    """Non-finite values in the weights of every rank, plus `extra` per rank (a collective when
-    `group_sync`: every rank must call it)."""
-    params = list(model.parameters())
+def count_nonfinite_weights(
+    model: torch.nn.Module, group_sync: bool = True, extra: int = 0, params: list[torch.Tensor] | None = None
+) -> int:
+    """Non-finite values in the weights of every rank (all of the model's, or `params`), plus
+    `extra` per rank (a collective when `group_sync`: every rank must call it)."""
+    params = list(model.parameters()) if params is None else params
     # On the parameters' device: NCCL reduces device tensors only.
     bad = torch.full((), float(extra), dtype=torch.float64, device=params[0].device if params else "cpu")
     for p in params:
@@ -74,7 +82,7 @@ def guarded_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> in
         if "overflow" not in str(exc):
             raise
         overflowed = 1
-    bad = count_nonfinite_weights(model, extra=overflowed)
+    bad = count_nonfinite_weights(model, extra=overflowed, params=updated_parameters(optimizer))
     if bad:
         before.restore(optimizer)
     return bad

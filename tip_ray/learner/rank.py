@@ -32,6 +32,15 @@ from tip_ray.broadcast import BroadcastGroup, free_port
 from tip_ray.constants import LEARNER_GROUP_TIMEOUT_S
 from tip_ray.learner.device import batch_to_device
 from tip_ray.learner.guard import guarded_step
+from tip_ray.learner.lora import (
+    LoraSettings,
+    adapter_state,
+    add_adapters,
+    learner_state,
+    merge_adapters,
+    restore_learner_state,
+    trainable_parameters,
+)
 from tip_ray.learner.memory import PeakMemory
 from tip_ray.records import SelectedBatch, StepResult
 from tip_ray.tip import selective_distill_loss
@@ -60,6 +69,7 @@ class LearnerSettings:
     seed: int = 0
     num_threads: int | None = None
     vocab_size: int | None = None  # student vocabulary; a larger (padded) teacher head is cut to it
+    lora: LoraSettings | None = None  # train adapters on a frozen base instead of every weight
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
@@ -149,7 +159,7 @@ class LearnerRank:
         self.model = self._build_model()
         s = settings
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay
+            trainable_parameters(self.model), lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -174,6 +184,8 @@ class LearnerRank:
         for module in lm.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
+        if self.settings.lora is not None:
+            lm = add_adapters(lm, self.settings.lora)
         wrapper = SelectiveStudent(lm)
         mp = None
         if self.settings.dtype == "bfloat16":
@@ -273,11 +285,21 @@ class LearnerRank:
         if self.rank != 0:
             return None
         state = {k.removeprefix("lm."): v for k, v in state.items()}
+        if self.settings.lora is not None:  # rollout engines hold a plain model
+            state = merge_adapters(state, self.settings.lora.scaling)
         if broadcast:
             if self.weight_group is None:
                 raise RuntimeError("weight broadcast: learner rank 0 has no weight group; call join_weight_group first")
             self.weight_group.send(state)
         return state
+
+    def adapter_weights(self) -> dict[str, torch.Tensor] | None:
+        """The full LoRA adapters (every rank must call); rank 0 returns them, others None."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+        state = get_model_state_dict(self.model, options=options)
+        return adapter_state({k.removeprefix("lm."): v for k, v in state.items()}) if self.rank == 0 else None
 
     def gather_weights(self, broadcast: bool = False) -> tuple[int, dict[str, torch.Tensor] | None]:
         """full_state_dict as two return values (call with num_returns=2): the number of tensors,
@@ -300,18 +322,15 @@ class LearnerRank:
         and rank_<r>.pt with the scheduler, the applied-update count and the RNG states.
         Returns the files this rank wrote, relative to `folder`."""
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         # Before the first applied update AdamW has no state; asking for it would create some
         # (a zero step), and a resumed run would then differ from one that never stopped.
         has_optimizer_state = bool(self.optimizer.state)
-        if has_optimizer_state:
-            model_state, optim_state = get_state_dict(self.model, self.optimizer)
-            state = {"model": model_state, "optim": optim_state}
-        else:
-            state = {"model": get_model_state_dict(self.model)}
+        lora = self.settings.lora is not None
+        model_state, optim_state = learner_state(self.model, self.optimizer if has_optimizer_state else None, lora)
+        state = {"model": model_state} if optim_state is None else {"model": model_state, "optim": optim_state}
         dcp.save(state, checkpoint_id=str(out / "shards"))
         extras = {
             "step": self.step,
@@ -335,27 +354,17 @@ class LearnerRank:
         """Restore weights, optimizer, scheduler, step and RNG from `folder` (every rank calls it
         together); the shards are re-split if the number of ranks changed. Returns the step."""
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import (
-            get_model_state_dict,
-            get_state_dict,
-            set_model_state_dict,
-            set_state_dict,
-        )
 
         src = Path(folder)
         own = src / f"rank_{self.rank}.pt"
         # weights_only: a checkpoint file can hold tensors and plain values, never code.
         extras = torch.load(own if own.exists() else src / "rank_0.pt", weights_only=True)
-        if extras["has_optimizer_state"]:
-            model_state, optim_state = get_state_dict(self.model, self.optimizer)
-            state = {"model": model_state, "optim": optim_state}
-            dcp.load(state, checkpoint_id=str(src / "shards"))
-            set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
-                           optim_state_dict=state["optim"])
-        else:
-            model_state = get_model_state_dict(self.model)
-            dcp.load({"model": model_state}, checkpoint_id=str(src / "shards"))
-            set_model_state_dict(self.model, model_state)
+        lora = self.settings.lora is not None
+        optimizer = self.optimizer if extras["has_optimizer_state"] else None
+        model_state, optim_state = learner_state(self.model, optimizer, lora)
+        state = {"model": model_state} if optim_state is None else {"model": model_state, "optim": optim_state}
+        dcp.load(state, checkpoint_id=str(src / "shards"))
+        restore_learner_state(self.model, optimizer, state["model"], state.get("optim"), lora)
         self.scheduler.load_state_dict(extras["scheduler"])
         self.step = int(extras["step"])
         torch.set_rng_state(extras["torch_rng"])

@@ -96,6 +96,10 @@ def prepare_run(config: PipelineConfig, run_dir: str | None = None, write: bool 
         vocab_size = check_compatible(student, teacher)
     except ValueError as exc:
         raise ConfigError(f"models: {exc}") from None
+    if config.learner.lora is not None:
+        from tip_ray.learner.lora import LoraSettings, check_targets
+
+        check_targets(student, LoraSettings.from_config(config.learner.lora))
     tokenizer = load_tokenizer(tokenizer_path)
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
         raise ConfigError(f"models.tokenizer: {tokenizer_path} defines no pad or eos token")

@@ -92,6 +92,7 @@ class RunSummary:
     in_flight_relaunched: int = 0
     actor_restarts: int = 0
     skipped_steps: int = 0
+    final_adapter: Path | None = None  # peft adapter folder of a LoRA run (final_model is merged)
 
 
 def skip_reason(extra: dict[str, float]) -> str:
@@ -587,6 +588,14 @@ class RunSession:
             from tip_ray.learner.export import export_hf
 
             final_model = export_hf(ray.get(weights.refs[0]), self.prepared.student_path, final_model)
+        final_adapter = None
+        if self.config.learner.lora is not None:
+            from tip_ray.learner.lora import LoraSettings
+            from tip_ray.pipeline.adapter_export import export_final_adapter
+
+            final_adapter = export_final_adapter(
+                self.actors.learners, LoraSettings.from_config(self.config.learner.lora),
+                self.prepared.student_path, run_dir / "final_adapter", self.config.train.stage_timeout_s)
         rows = read_metrics(run_dir)  # the whole run, across resumes
         evals = []
         path = run_dir / "evals.jsonl"
@@ -610,6 +619,7 @@ class RunSession:
             in_flight_relaunched=self.faults.in_flight_relaunched,
             actor_restarts=self.faults.actor_restarts,
             skipped_steps=self.training.skipped_steps,
+            final_adapter=final_adapter,
         )
 
     def close(self) -> None:

@@ -3,6 +3,7 @@ in-process loop, so both run exactly the same stage code."""
 
 from __future__ import annotations
 
+from tip_ray.learner.lora import LoraSettings
 from tip_ray.learner.rank import LearnerSettings
 from tip_ray.pipeline.placement import RolePlacement
 from tip_ray.pipeline.prepare import PreparedRun
@@ -139,4 +140,5 @@ def learner_settings(prepared: PreparedRun, plan: RolePlacement) -> LearnerSetti
         seed=c.train.seed,
         num_threads=plan.num_threads,
         vocab_size=prepared.vocab_size,
+        lora=LoraSettings.from_config(c.learner.lora),
     )
