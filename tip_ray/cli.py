@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("run", "validate", "demo", "eval", "sweep", "jobs")
+COMMANDS = ("run", "validate", "demo", "eval", "sweep", "jobs", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:

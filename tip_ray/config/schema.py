@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tip_ray.config.model_sources import GGUFModel, PrunedModel
 from tip_ray.pools import KNOWN_POOLS
 
 
@@ -44,7 +45,10 @@ class DemoModel(Strict):
     role: Literal["teacher", "student"] = Field(description="Which of the two demo models.")
 
 
-ModelSource = Annotated[Union[LocalModel, HubModel, DemoModel], Field(discriminator="type")]
+ModelSource = Annotated[
+    Union[LocalModel, HubModel, DemoModel, GGUFModel, PrunedModel], Field(discriminator="type")
+]
+PrunedModel.model_rebuild(_types_namespace={"ModelSource": ModelSource})  # its base is any source
 
 
 class ModelsConfig(Strict):
