@@ -254,6 +254,10 @@ class CutLinesConfig(Strict):
     )
     entropy: float = Field(default=0.5, ge=0.0, description="Entropy line (value or quantile).")
     divergence: float = Field(default=0.5, ge=0.0, description="Divergence line.")
+    entropy_clip_quantile: float = Field(
+        default=0.98, gt=0.0, le=1.0,
+        description="minmax mode: the entropy axis ends at this batch quantile (the paper's p98 clip); 1 = the maximum.",
+    )
 
 
 class _RuleCommon(Strict):
@@ -332,7 +336,9 @@ class SelectionConfig(Strict):
     rule: SelectionRule = Field(default_factory=lambda: AllRule(type="all"))
     stats_chunk_size: int = Field(default=512, gt=0, description="Positions per stats chunk.")
     metrics_cuts: CutLinesConfig = Field(
-        default_factory=CutLinesConfig, description="Quadrant lines used for the metrics."
+        default_factory=lambda: CutLinesConfig(mode="minmax"),
+        description="Quadrant lines used for the metrics; default the paper's: mid-range of the p98-clipped, "
+        "min-max normalised axes (mode quantile at 0.5 gives batch medians, which force Q2 = Q3).",
     )
 
 
