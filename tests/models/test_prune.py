@@ -8,7 +8,7 @@ import torch
 
 from gguf_writer import tiny_llama
 from tip_ray.demo.bootstrap import torch_threads
-from tip_ray.models.heal import forward_kl, heal, teacher_samples
+from tip_ray.models.heal import forward_kl, heal, sample_responses
 from tip_ray.models.prune import LayerSelectionError, check_layers, layers_every, prune_layers
 
 
@@ -67,11 +67,11 @@ def one_thread():
         yield
 
 
-def test_healing_lowers_the_kl_on_held_out_teacher_samples():
+def test_healing_lowers_the_kl_on_held_out_sample_responses():
     teacher = tiny_llama(num_layers=4, seed=5)
     student = prune_layers(teacher, layers_every(4, 2))
-    train = teacher_samples(teacher, _Tok(), [None] * 24, max_new_tokens=24, seed=1)
-    held_out = teacher_samples(teacher, _Tok(), [None] * 8, max_new_tokens=24, seed=2)
+    train = sample_responses(teacher, _Tok(), [None] * 24, max_new_tokens=24, seed=1)
+    held_out = sample_responses(teacher, _Tok(), [None] * 8, max_new_tokens=24, seed=2)
     with torch.no_grad():
         before = float(forward_kl(student, teacher, held_out, pad_id=0))
     losses = heal(student, teacher, train, steps=40, batch_size=4, lr=3e-3, pad_id=0, seed=0)

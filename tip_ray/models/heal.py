@@ -74,9 +74,9 @@ def _left_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
 
 
 @torch.no_grad()
-def teacher_samples(teacher, tokenizer, prompts: list[str | None], max_new_tokens: int,
+def sample_responses(model, tokenizer, prompts: list[str | None], max_new_tokens: int,
                     temperature: float = 1.0, seed: int = 0, batch_size: int = 8) -> list[Sample]:
-    """The teacher's sampled response to each prompt, cut after its first EOS."""
+    """A sampled response of ``model`` to each prompt, cut after its first EOS."""
     eos = int(tokenizer.eos_token_id)
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
     torch.manual_seed(seed)
@@ -84,7 +84,7 @@ def teacher_samples(teacher, tokenizer, prompts: list[str | None], max_new_token
     for start in range(0, len(prompts), batch_size):
         encoded = [encode_prompt(tokenizer, p) for p in prompts[start:start + batch_size]]
         ids, mask = _left_padded(encoded, pad)
-        out = teacher.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature,
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature,
                                top_k=0, top_p=1.0, max_new_tokens=max_new_tokens, eos_token_id=eos,
                                pad_token_id=pad)
         for prompt, row in zip(encoded, out[:, ids.shape[1]:].tolist()):
@@ -93,7 +93,7 @@ def teacher_samples(teacher, tokenizer, prompts: list[str | None], max_new_token
     return samples
 
 
-def _batch(samples: list[Sample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def padded_batch(samples: list[Sample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded (input_ids, attention_mask, response_mask); response_mask marks the
     positions whose next-token distribution predicts a response token."""
     rows = [s.prompt_ids + s.response_ids for s in samples]
@@ -110,7 +110,7 @@ def _batch(samples: list[Sample], pad_id: int) -> tuple[torch.Tensor, torch.Tens
 
 def forward_kl(student, teacher, samples: list[Sample], pad_id: int) -> torch.Tensor:
     """Mean over response tokens of KL(teacher || student) of the next-token distributions."""
-    ids, mask, predicts = _batch(samples, pad_id)
+    ids, mask, predicts = padded_batch(samples, pad_id)
     with torch.no_grad():
         teacher_logp = F.log_softmax(teacher(input_ids=ids, attention_mask=mask).logits[predicts].float(), -1)
     student_logp = F.log_softmax(student(input_ids=ids, attention_mask=mask).logits[predicts].float(), -1)

@@ -61,7 +61,7 @@ def heal_prompts(source: PrunedModel) -> list[str | None]:
 
 def build_pruned(base: str, keep: list[int], source: PrunedModel, out_dir: Path, progress: bool = True) -> dict:
     """Prune the model at ``base`` to the layers ``keep``, heal it, and write it to ``out_dir``."""
-    from tip_ray.models.heal import heal, teacher_samples
+    from tip_ray.models.heal import heal, sample_responses
     from tip_ray.models.loading import load_causal_lm, load_tokenizer
     from tip_ray.models.prune import prune_layers
     from tip_ray.models.tiny import save_model
@@ -74,7 +74,7 @@ def build_pruned(base: str, keep: list[int], source: PrunedModel, out_dir: Path,
     if settings.steps:
         if progress:
             print(f"healing the pruned student: {settings.samples} teacher samples, {settings.steps} steps", flush=True)
-        samples = teacher_samples(teacher, tokenizer, heal_prompts(source), settings.max_new_tokens,
+        samples = sample_responses(teacher, tokenizer, heal_prompts(source), settings.max_new_tokens,
                                   settings.temperature, settings.seed)
         losses = heal(student, teacher, samples, settings.steps, settings.batch_size, settings.lr,
                       int(tokenizer.pad_token_id), settings.seed, progress)
