@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("run", "validate", "demo", "eval", "sweep", "jobs", "models")
+COMMANDS = ("run", "validate", "demo", "eval", "sweep", "jobs", "models", "example")
 
 
 def build_parser() -> argparse.ArgumentParser:
