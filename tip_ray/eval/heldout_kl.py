@@ -38,7 +38,17 @@ def reverse_kl_on(student, teacher, samples: list[Sample], pad_id: int, batch_si
 
 def heldout_reverse_kl(student_path: str, teacher_path: str, prompts: list[str], samples_per_prompt: int,
                        max_new_tokens: int, seed: int = 0, temperature: float = 1.0) -> HeldoutKL:
-    """Sample the student on ``prompts`` (chat template applied when it has one), then measure."""
+    """Sample the student on ``prompts`` (chat template applied when it has one), then measure,
+    with the build thread count (tip_ray.models.cache.build_threads)."""
+    from tip_ray.models.cache import build_threads, torch_threads
+
+    with torch_threads(build_threads()):
+        return _heldout_reverse_kl(student_path, teacher_path, prompts, samples_per_prompt, max_new_tokens,
+                                   seed, temperature)
+
+
+def _heldout_reverse_kl(student_path: str, teacher_path: str, prompts: list[str], samples_per_prompt: int,
+                        max_new_tokens: int, seed: int, temperature: float) -> HeldoutKL:
     from tip_ray.models.loading import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(student_path)

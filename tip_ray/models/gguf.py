@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tip_ray.errors import TipRayError
-from tip_ray.models.cache import cache_base, cached_build, file_sha256
+from tip_ray.models.cache import cache_base, cached_build, file_sha256, read_marker
 
 # Bumped when the conversion changes what it writes, so old cached folders are rebuilt.
 CONVERTER_VERSION = 1
@@ -85,11 +85,30 @@ def dequantisable_types() -> set[str]:
     return {GGMLQuantizationType.F32.name, GGMLQuantizationType.F16.name} | {t.name for t in _type_traits}
 
 
+# llama.cpp architecture names that transformers knows under another model type
+# (transformers.modeling_gguf_pytorch_utils.load_gguf_checkpoint renames them the same way).
+_MODEL_TYPE_OF = {"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe", "gpt-oss": "gpt_oss",
+                  "minimax-m2": "minimax_m2", "t5encoder": "t5", "gemma3": "gemma3_text", "gemma4": "gemma4_text"}
+
+
+def _field(reader, key: str):
+    """A scalar or string metadata value, None when absent."""
+    field = reader.fields.get(key)
+    if field is None or not field.data:
+        return None
+    value = field.parts[field.data[0]]
+    return bytes(value).decode("utf-8", "replace") if field.types and field.types[0].name == "STRING" else value[0]
+
+
 def inspect_gguf(path: str | Path, where: str = "gguf") -> GGUFInfo:
-    """The file's architecture and tensor types; GGUFError when it cannot become a causal LM."""
+    """The file's architecture and tensor types; GGUFError when it cannot become a causal LM.
+
+    Reads the metadata with the gguf reader directly: transformers' own metadata parse turns
+    every vocabulary entry into a Python value, minutes for a 49k-token file on a busy CPU.
+    """
     require_gguf_support(where)
     from gguf import GGUFReader
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     path = Path(path)
@@ -104,22 +123,25 @@ def inspect_gguf(path: str | Path, where: str = "gguf") -> GGUFInfo:
             f"{where}: {path.name} stores tensors as {', '.join(unsupported)}, which the installed gguf "
             f"package cannot dequantise; use a file quantised as one of Q4_0, Q4_1, Q5_K, Q6_K, Q8_0, F16, F32"
         )
-    try:
-        parsed = load_gguf_checkpoint(str(path), return_tensors=False)
-    except ValueError as exc:  # e.g. "GGUF model with architecture X is not supported yet."
-        raise GGUFError(f"{where}: {path.name}: transformers cannot load it: {exc}") from None
-    config = parsed["config"]
-    model_type = str(config.get("model_type", ""))
+    architecture = _field(reader, "general.architecture")
+    if not architecture:
+        raise GGUFError(f"{where}: {path.name} has no general.architecture entry; not a model file")
+    model_type = _MODEL_TYPE_OF.get(architecture, architecture)
+    if model_type == "llama" and "mistral" in str(_field(reader, "general.name") or "").lower():
+        model_type = "mistral"
+    if architecture not in GGUF_SUPPORTED_ARCHITECTURES and model_type.split("_text")[0] not in GGUF_SUPPORTED_ARCHITECTURES:
+        raise GGUFError(f"{where}: {path.name}: transformers cannot load it: GGUF architecture {architecture!r} "
+                        f"is not supported by the installed transformers")
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise GGUFError(
-            f"{where}: {path.name} holds a {model_type or 'model of unknown type'!r} model, not a causal "
-            f"language model; distillation needs a decoder-only LM (llama, qwen2, qwen3, mistral, ...)"
+            f"{where}: {path.name} holds a {model_type!r} model, not a causal language model; "
+            f"distillation needs a decoder-only LM (llama, qwen2, qwen3, mistral, ...)"
         )
-    architecture_field = reader.fields.get("general.architecture")
-    architecture = (bytes(architecture_field.parts[architecture_field.data[0]]).decode()
-                    if architecture_field is not None else model_type)
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    layers = _field(reader, f"{architecture}.block_count")
     return GGUFInfo(path=path, architecture=architecture, model_type=model_type, tensor_types=tensor_types,
-                    num_layers=config.get("num_hidden_layers"), vocab_size=config.get("vocab_size"))
+                    num_layers=int(layers) if layers is not None else None,
+                    vocab_size=len(tokens.data) if tokens is not None else None)
 
 
 def load_gguf(path: str | Path, where: str = "gguf"):
@@ -164,8 +186,11 @@ def converted_folder(path: str | Path, cache_dir: str | Path | None = None, wher
     one file share a folder.
     """
     path = Path(path)
-    inspect_gguf(path, where)  # bad files fail here, before hashing or writing anything
     digest = file_sha256(path)
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_base() / "gguf"
     record = {"sha256": digest, "converter": CONVERTER_VERSION}
-    return cached_build(root / digest[:24], record, lambda staging: write_hf_folder(path, staging, where))
+    folder = root / digest[:24]
+    if (read_marker(folder) or {}).get("record") == record:
+        return folder
+    inspect_gguf(path, where)  # bad files fail here, before anything is written
+    return cached_build(folder, record, lambda staging: write_hf_folder(path, staging, where))

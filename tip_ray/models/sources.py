@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tip_ray.config.model_sources import GGUFModel, PrunedModel
-from tip_ray.models.cache import cache_base, cached_build, file_sha256, record_key
+from tip_ray.models.cache import build_threads, cache_base, cached_build, file_sha256, record_key, torch_threads
 
 # Bumped when pruning or healing changes what it writes, so old cached students are rebuilt.
 PRUNER_VERSION = 1
@@ -101,8 +101,11 @@ def resolve_pruned(source: PrunedModel, where: str, resolve: Callable[[Any, str]
         "heal_prompts_sha256": file_sha256(Path(source.heal.prompts).expanduser()) if source.heal.prompts else None,
     }
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_base() / "pruned"
-    folder = cached_build(root / record_key(record), record,
-                          lambda staging: build_pruned(base, keep, source, staging))
+    def build(staging: Path) -> dict:
+        with torch_threads(build_threads()):
+            return build_pruned(base, keep, source, staging)
+
+    folder = cached_build(root / record_key(record), record, build)
     return str(folder)
 
 
