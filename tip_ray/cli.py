@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("run", "validate", "demo", "eval", "sweep", "jobs", "report")
+COMMANDS = ("run", "validate", "demo", "eval", "sweep", "jobs", "report", "models", "example")
 
 
 def build_parser() -> argparse.ArgumentParser:

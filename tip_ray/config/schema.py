@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from tip_ray.config.addresses import ray_address_problem
 from tip_ray.config.base import Strict
+from tip_ray.config.model_sources import GGUFModel, PrunedModel
 from tip_ray.config.numbers import AdamBeta
 from tip_ray.config.preemption import SigtermCheckpoint
 from tip_ray.config.tracking import TrackingConfig
@@ -45,7 +46,10 @@ class DemoModel(Strict):
     role: Literal["teacher", "student"] = Field(description="Which of the two demo models.")
 
 
-ModelSource = Annotated[Union[LocalModel, HubModel, DemoModel], Field(discriminator="type")]
+ModelSource = Annotated[
+    Union[LocalModel, HubModel, DemoModel, GGUFModel, PrunedModel], Field(discriminator="type")
+]
+PrunedModel.model_rebuild(_types_namespace={"ModelSource": ModelSource})  # its base is any source
 
 
 class ModelsConfig(Strict):
@@ -251,6 +255,10 @@ class CutLinesConfig(Strict):
     )
     entropy: float = Field(default=0.5, ge=0.0, description="Entropy line (value or quantile).")
     divergence: float = Field(default=0.5, ge=0.0, description="Divergence line.")
+    entropy_clip_quantile: float = Field(
+        default=0.98, gt=0.0, le=1.0,
+        description="minmax mode: the entropy axis ends at this batch quantile (the paper's p98 clip); 1 = the maximum.",
+    )
 
 
 class _RuleCommon(Strict):
@@ -329,7 +337,9 @@ class SelectionConfig(Strict):
     rule: SelectionRule = Field(default_factory=lambda: AllRule(type="all"))
     stats_chunk_size: int = Field(default=512, gt=0, description="Positions per stats chunk.")
     metrics_cuts: CutLinesConfig = Field(
-        default_factory=CutLinesConfig, description="Quadrant lines used for the metrics."
+        default_factory=lambda: CutLinesConfig(mode="minmax"),
+        description="Quadrant lines used for the metrics; default the paper's: mid-range of the p98-clipped, "
+        "min-max normalised axes (mode quantile at 0.5 gives batch medians, which force Q2 = Q3).",
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from tip_ray.config.loader import ConfigError, resolved_config_yaml
-from tip_ray.config.schema import DemoModel, HubModel, LocalModel, PipelineConfig
+from tip_ray.config.schema import DemoModel, GGUFModel, HubModel, LocalModel, PipelineConfig, PrunedModel
 from tip_ray.data.prompts import EncodedPrompt, ReadReport, encode_rows, read_prompt_rows
 
 
@@ -57,6 +57,10 @@ def resolve_model_path(source: Any, where: str) -> str:
 
         models = ensure_demo_models()
         return str(models.teacher_path if source.role == "teacher" else models.student_path)
+    if isinstance(source, (GGUFModel, PrunedModel)):
+        from tip_ray.models.sources import resolve_derived
+
+        return resolve_derived(source, where, resolve_model_path)
     raise ConfigError(f"{where}: unknown model source {source!r}")
 
 

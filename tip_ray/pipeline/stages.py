@@ -83,7 +83,8 @@ def rule_params(prepared: PreparedRun) -> dict:
     rule.pop("ratio")
     if "cuts" in rule:
         cuts = rule.pop("cuts")
-        rule.update(entropy_cut=cuts["entropy"], divergence_cut=cuts["divergence"], cut_mode=cuts["mode"])
+        rule.update(entropy_cut=cuts["entropy"], divergence_cut=cuts["divergence"], cut_mode=cuts["mode"],
+                    entropy_clip_quantile=cuts["entropy_clip_quantile"])
     if rule.get("weights") is None:
         rule.pop("weights", None)
     if "keep" in rule:
@@ -104,6 +105,7 @@ def selector_settings(prepared: PreparedRun, plan: RolePlacement, index: int) ->
         metrics_cut_mode=cuts.mode,
         metrics_entropy_cut=cuts.entropy,
         metrics_divergence_cut=cuts.divergence,
+        metrics_entropy_clip_quantile=cuts.entropy_clip_quantile,
         micro_batch_size=c.teacher.micro_batch_size,
         seed=c.train.seed,
         dtype="float32",

@@ -38,9 +38,10 @@ class SelectorSettings:
     ratio: float
     rule_params: dict = field(default_factory=dict)
     chunk_size: int = 512
-    metrics_cut_mode: str = "quantile"
+    metrics_cut_mode: str = "minmax"
     metrics_entropy_cut: float = 0.5
     metrics_divergence_cut: float = 0.5
+    metrics_entropy_clip_quantile: float = 0.98
     micro_batch_size: int = 16
     seed: int = 0
     dtype: str = "float32"
@@ -186,7 +187,8 @@ class Selector:
         positions = selection.mask.nonzero()
         rows_in_signal = flat_index[selection.mask]
         cuts = resolve_cut_lines(
-            entropy, reverse_kl, mask, s.metrics_entropy_cut, s.metrics_divergence_cut, mode=s.metrics_cut_mode
+            entropy, reverse_kl, mask, s.metrics_entropy_cut, s.metrics_divergence_cut, mode=s.metrics_cut_mode,
+            entropy_clip_quantile=s.metrics_entropy_clip_quantile,
         )
         labels = quadrant_labels(entropy, reverse_kl, mask, cuts)
         n_resp = int(mask.sum())

@@ -45,7 +45,8 @@ _RULE_PARAMS: dict[str, dict[str, Any]] = {
     "soft_or": {"entropy_clip_quantile": 0.98},
     "q3_only": {"entropy_clip_quantile": 0.98},
     "divergence_topk": {},
-    "quadrant": {"keep": (1, 2, 3), "weights": None, "entropy_cut": 0.5, "divergence_cut": 0.5, "cut_mode": "quantile"},
+    "quadrant": {"keep": (1, 2, 3), "weights": None, "entropy_cut": 0.5, "divergence_cut": 0.5, "cut_mode": "quantile",
+                 "entropy_clip_quantile": 0.98},
 }
 """Parameters each rule accepts, with their defaults."""
 
@@ -226,7 +227,8 @@ def select_tokens(
         if params["cut_mode"] not in CUT_MODES:
             raise ValueError(f"unknown cut_mode {params['cut_mode']!r}; valid modes: {', '.join(CUT_MODES)}")
         table = torch.tensor(_quadrant_table(params["keep"], params["weights"]), dtype=torch.float32, device=valid.device)
-        cuts = resolve_cut_lines(entropy, reverse_kl, valid, params["entropy_cut"], params["divergence_cut"], params["cut_mode"])
+        cuts = resolve_cut_lines(entropy, reverse_kl, valid, params["entropy_cut"], params["divergence_cut"], params["cut_mode"],
+                                 entropy_clip_quantile=params["entropy_clip_quantile"])
         weights = table[quadrant_labels(entropy, reverse_kl, valid, cuts)]
         mask = weights > 0
         return Selection(mask=mask, weights=weights)

@@ -6,7 +6,10 @@
 "High" means strictly above the cut line, so a value equal to the cut is low (a divergence of
 exactly 0 is low under a cut of 0). Cut lines are fixed numbers, batch quantiles over the valid
 positions, or levels on each axis's batch range (min-max normalised: 0.5 = mid-range). The
-paper gives no numbers, a "mid" line on each normalised axis: mode "minmax" at 0.5.
+paper gives no numbers, a "mid" line on each normalised axis, the axes being the ones soft_or
+scores on: entropy clipped at its batch p98, then min-max; divergence min-max. That is mode
+"minmax" at 0.5 / 0.5 with ``entropy_clip_quantile`` 0.98 (the metrics' default). Batch medians
+(mode "quantile" at 0.5) split each axis in halves, which forces Q2 and Q3 to the same share.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def _check_pair(entropy: Tensor, divergence: Tensor, mask: Tensor, where: str) -
 
 def resolve_cut_lines(
     entropy: Tensor, divergence: Tensor, mask: Tensor, entropy_cut: float, divergence_cut: float, mode: str = "fixed",
-    clip_quantile: float = 1.0,
+    clip_quantile: float = 1.0, entropy_clip_quantile: float | None = None,
 ) -> CutLines:
     """Numeric cut lines for a batch.
 
@@ -53,7 +56,8 @@ def resolve_cut_lines(
     (0.5 = the batch median). mode "minmax": levels in [0, 1] of each axis's range over ``mask``
     (min + level * (max - min); 0.5 = mid-range), where max is the ``clip_quantile`` quantile
     (1.0 = the maximum; 0.98 = soft_or's clip, so a long tail does not push every token below
-    the line). With no valid position, the quantile and minmax modes give CutLines(0, 0), which
+    the line); ``entropy_clip_quantile``, when given, replaces it on the entropy axis only (the
+    paper clips entropy alone). With no valid position, the quantile and minmax modes give CutLines(0, 0), which
     labels nothing anyway.
     entropy, divergence: [B, T] float; mask: [B, T] bool.
     """
@@ -68,12 +72,14 @@ def resolve_cut_lines(
     if mode == "minmax":
         if not bool(mask.any()):
             return CutLines(entropy=0.0, divergence=0.0)
-        if not 0.0 < clip_quantile <= 1.0:
-            raise ValueError(f"clip_quantile must be in (0, 1], got {clip_quantile}")
+        entropy_clip = clip_quantile if entropy_clip_quantile is None else entropy_clip_quantile
+        for name, q in (("clip_quantile", clip_quantile), ("entropy_clip_quantile", entropy_clip)):
+            if not 0.0 < q <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {q}")
         lines = []
-        for values, level in ((entropy, entropy_cut), (divergence, divergence_cut)):
+        for values, level, q in ((entropy, entropy_cut, entropy_clip), (divergence, divergence_cut, clip_quantile)):
             low = float(values[mask].double().min())
-            high = masked_quantile(values, mask, clip_quantile)
+            high = masked_quantile(values, mask, q)
             lines.append(low + level * (high - low))
         return CutLines(entropy=lines[0], divergence=lines[1])
     entropy_line = masked_quantile(entropy, mask, entropy_cut)

@@ -1,0 +1,122 @@
+"""Where a real step's time goes: the per-stage breakdown of pipeline steps on the SmolLM2 pair,
+and in-pipeline rollout tokens/s against the same Hugging Face backend run standalone.
+
+    python benchmarks/real_pipeline_step.py [--steps 3] [--no-write]
+
+Pipeline: pipelines/smollm2_pruned.yaml (4 prompts x 2 samples, 96 new tokens, Soft-OR 50%, one
+learner rank, max_policy_lag 0) for `--steps` steps on an embedded local Ray. Each step's time
+is split (tip_ray.pipeline.breakdown) into rollout, teacher, selector, learner, weight sync, and
+the rest ("overhead": Ray calls, object transfers, the driver); the first step is reported apart
+(it warms every actor up).
+
+Standalone: HFGenerateBackend on the same student folder in this process, with the rollout
+actor's thread count, the same batch (8 sequences of the same prompts), temperature, top-p and
+token limit; best of `--repeats` calls after one warm-up call. tokens/s counts sampled response
+tokens per wall second in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+RESULTS = REPO / "benchmarks" / "results" / "real_pipeline_step.json"
+SECTION = "## A real pipeline step, stage by stage (SmolLM2-135M teacher, pruned student)"
+PIPELINE = REPO / "pipelines" / "smollm2_pruned.yaml"
+
+
+def standalone_rollout(prepared, plan, batch_prompts, repeats: int) -> float:
+    import torch
+
+    from tip_ray.models.loading import load_causal_lm
+    from tip_ray.rollout.backend import SamplingRequest
+    from tip_ray.rollout.hf import HFGenerateBackend
+
+    config = prepared.config
+    torch.set_num_threads(plan.num_threads)
+    backend = HFGenerateBackend(load_causal_lm(prepared.student_path), prepared.eos_token_id,
+                                prepared.pad_token_id, config.rollout.backend.batch_size)
+    sampling = config.rollout.sampling
+    best = 0.0
+    for call in range(repeats + 1):
+        request = SamplingRequest(temperature=sampling.temperature, top_p=sampling.top_p,
+                                  max_new_tokens=sampling.max_new_tokens, n=config.rollout.samples_per_prompt, seed=call)
+        start = time.perf_counter()
+        samples = backend.generate(batch_prompts, request)
+        rate = sum(len(s.response_ids) for s in samples) / (time.perf_counter() - start)
+        print(f"standalone call {call}{' (warm-up)' if call == 0 else ''}: {rate:.1f} tokens/s", flush=True)
+        if call:
+            best = max(best, rate)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+
+    from tip_ray.commands.run import load_with_overrides
+    from tip_ray.pipeline.breakdown import STAGES, format_breakdown, stage_seconds
+    from tip_ray.pipeline.placement import plan_placement
+    from tip_ray.pipeline.prepare import prepare_run
+    from tip_ray.pipeline.run import run_pipeline
+
+    load_start = os.getloadavg()[0]
+    run_dir = tempfile.mkdtemp(prefix="real-pipeline-step-")
+    config = load_with_overrides(str(PIPELINE), [f"train.steps={args.steps}", "logging.progress=false"])
+    prepared = prepare_run(config, run_dir=run_dir)
+    plan = plan_placement(config)["rollout"]
+    batch_prompts = [p.ids for p in prepared.prompts[: config.rollout.prompts_per_step]]
+    standalone = standalone_rollout(prepared, plan, batch_prompts, args.repeats)
+    summary = run_pipeline(config, run_dir=run_dir, prepared=prepared)
+    rows = [json.loads(line) for line in (Path(summary.run_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    breakdowns = [stage_seconds(r) for r in rows]
+    for number, b in enumerate(breakdowns):
+        print(f"step {number}: {format_breakdown(b)}")
+    steady = rows[1:] or rows
+    in_pipeline = sum(r["response_tokens"] for r in steady) / sum(
+        r["response_tokens"] / r["rollout_tokens_per_s"] for r in steady)
+    load = (load_start, os.getloadavg()[0])
+    ratio = in_pipeline / standalone if standalone else float("nan")
+    print(f"rollout tokens/s: in pipeline {in_pipeline:.1f} (steps 1..), standalone {standalone:.1f}, "
+          f"ratio {ratio:.2f} (target >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'}); rollout threads {plan.num_threads}")
+    print(f"1-minute load average: {load[0]:.1f} at start, {load[1]:.1f} at end ({os.cpu_count()} cores)")
+    if args.no_write:
+        return
+    result = {"date": time.strftime("%Y-%m-%d"), "load": load, "rollout_threads": plan.num_threads,
+              "standalone_tokens_per_s": standalone, "pipeline_tokens_per_s": in_pipeline, "steps": breakdowns}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    lines = [SECTION, "",
+             f"`python benchmarks/real_pipeline_step.py --steps {args.steps}` on {platform.machine()} with "
+             f"{os.cpu_count()} cores, {result['date']}; 1-minute load average {load[0]:.1f} at start, {load[1]:.1f} "
+             "at end. The machine was shared with other jobs: every figure here is slowed by them, by an amount "
+             "that changes from second to second. pipelines/smollm2_pruned.yaml: 4 prompts x 2 samples, 96 new "
+             "tokens, Soft-OR 50%, 1 learner rank, max_policy_lag 0.", "",
+             "| step | step (s) | " + " | ".join(f"{s} (s)" for s in STAGES) + " | overhead (s) |",
+             "|---|---|" + "---|" * (len(STAGES) + 1)]
+    for number, b in enumerate(breakdowns):
+        lines.append(f"| {number} | {b['step']:.1f} | " + " | ".join(f"{b[s]:.1f}" for s in STAGES)
+                     + f" | {b['overhead']:.1f} |")
+    lines += ["", f"Rollout: {in_pipeline:.1f} tokens/s inside the pipeline (steps after the first) against "
+              f"{standalone:.1f} tokens/s for the same backend standalone ({plan.num_threads} threads, same batch): "
+              f"{ratio:.2f}x (target 0.9x: {'met' if ratio >= 0.9 else 'not met'})."]
+    import selective_memory
+
+    selective_memory.SECTION = SECTION
+    selective_memory._write_docs("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS} and docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""tests/models helpers (gguf_writer) import by module name."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
