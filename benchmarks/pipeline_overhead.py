@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "benchmarks" / "results" / "pipeline_overhead.json"
 DOC = REPO / "docs" / "benchmarks.md"
-SECTION = "## Pipeline overhead: Ray pipeline vs in-process loop (issue 3)"
+SECTION = "## Pipeline overhead: Ray pipeline vs in-process loop"
 
 
 def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, lag: int, weight_sync: str = "object_store") -> dict:

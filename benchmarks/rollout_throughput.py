@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "benchmarks" / "results" / "rollout_throughput.json"
 DOC = REPO / "docs" / "benchmarks.md"
-SECTION = "## Rollout throughput: vLLM vs Hugging Face (issue 5)"
+SECTION = "## Rollout throughput: vLLM vs Hugging Face"
 PROMPTS = ("12+7=", "Q: 3*4? A:", "hello", "def f(x):", "The answer is", "a, b, c,", "99-17=",
            "x = ", "Once upon", "1 2 3 4", "[", "What is 5+5?", "abc", "0.5 * 8 =", "#", "Let ")
 

@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "selective_memory.json"
 DOCS = REPO / "docs" / "benchmarks.md"
-SECTION = "## Selective learner step memory (issue 2)"
+SECTION = "## Selective learner step memory"
 RATIOS = (1.0, 0.5, 0.2, 0.1)
 
 
