@@ -134,11 +134,22 @@ def test_report_refuses_what_is_not_a_run_folder(tmp_path, capsys):
     assert "holds none of" in user_error(["report", str(tmp_path / "empty")], capsys)
 
 
+def test_models_refuses_missing_files_and_bad_layer_lists(tmp_path, capsys):
+    missing = str(tmp_path / "no-such.gguf")
+    assert "no-such.gguf" in user_error(["models", "convert", missing], capsys)
+    assert "no-such.gguf" in user_error(["models", "prune", missing, "--keep-every", "2"], capsys)
+    assert user_error(["models", "prune", missing, "--keep-layers", "0,x"], capsys)
+
+
+def test_example_refuses_a_missing_pipeline(tmp_path, capsys):
+    assert "not found" in user_error(["example", "--pipeline", str(tmp_path / "none.yaml")], capsys)
+
+
 def test_every_subcommand_is_covered_by_this_file():
     """A new subcommand must be added to the tests above."""
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    covered = {"run", "validate", "demo", "eval", "sweep", "submit", "status", "logs", "stop", "report"}
+    covered = {"run", "validate", "demo", "eval", "sweep", "submit", "status", "logs", "stop", "report", "models", "example"}
     assert set(sub.choices) == covered, set(sub.choices) ^ covered
     assert set(COMMANDS) <= covered | {"jobs"}
 
