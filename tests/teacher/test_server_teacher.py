@@ -241,3 +241,26 @@ def test_malformed_positions_are_named():
         position_topk({"2": entry(-1.5, 2), "1": entry(-0.5, 1)}, 9, 2, "p")
     with pytest.raises(ServerAnswerError, match="is not a log-probability"):
         position_topk({"2": entry(0.5, 1), "1": entry(-0.5, 2)}, 2, 2, "p")
+
+
+def test_the_pipeline_config_builds_the_server_scorer(tiny_pair, teacher, tmp_path):
+    """teacher.backend 'server' in a pipeline file reaches the stage the run starts."""
+    from tests_support import server_doc
+
+    from tip_ray.pipeline.placement import plan_placement
+    from tip_ray.pipeline.prepare import prepare_run
+    from tip_ray.pipeline.stages import teacher_stage
+
+    model, tokenizer = teacher
+    with FakeVLLMServer(model, tokenizer, served_name="tiny-teacher") as server:
+        config = PipelineConfig.model_validate(
+            server_doc(tiny_pair, tmp_path, k=K, server={"url": server.url, "model": "tiny-teacher"}))
+        prepared = prepare_run(config, write=False)
+        cls, args, kwargs = teacher_stage(prepared, plan_placement(config)["teacher"], 0)
+        assert cls is ServerTeacherScorer
+        scorer = cls(*args, **kwargs)
+        rollout = _rollout(tokenizer, seed=2)
+        scored = scorer.score(rollout)
+    expected = TeacherScorer(_settings(tiny_pair)).score(rollout)
+    assert scored.teacher.k == K
+    assert torch.allclose(scored.teacher.logprobs, expected.teacher.logprobs, atol=1e-5)
