@@ -6,7 +6,7 @@ The answer layout follows vLLM's OpenAI server: `prompt_logprobs` is a list with
 position 0, then per position an object keyed by token id (as a string) holding the prompt
 token first (with its rank in the whole vocabulary), then the top-k by rank; a prompt token in
 the top-k appears once. It can refuse k above its `max_logprobs` (HTTP 400, vLLM's message),
-answer 503 to the first requests, or tokenise with another tokenizer.
+answer 503 to (or hang up on) the first requests, or tokenise with another tokenizer.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 
 class FakeVLLMServer:
     def __init__(self, model, tokenizer, *, served_name="teacher", max_logprobs=20, max_model_len=256,
-                 fail_first=0, fail_status=503, api_key=None):
+                 fail_first=0, fail_status=503, drop_first=0, api_key=None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.served_name = served_name
@@ -28,6 +28,7 @@ class FakeVLLMServer:
         self.max_model_len = max_model_len
         self.fail_first = fail_first
         self.fail_status = fail_status
+        self.drop_first = drop_first  # completions requests answered by closing the connection
         self.api_key = api_key
         self.requests: list[tuple[str, dict | None]] = []
         self.lock = threading.Lock()
@@ -119,6 +120,12 @@ class FakeVLLMServer:
                     failing = self.path == "/v1/completions" and server.fail_first > 0
                     if failing:
                         server.fail_first -= 1
+                    dropping = self.path == "/v1/completions" and server.drop_first > 0 and not failing
+                    if dropping:
+                        server.drop_first -= 1
+                if dropping:  # no answer at all: the client sees the connection closed
+                    self.close_connection = True
+                    return
                 if not self._authorised():
                     return
                 if failing:

@@ -181,16 +181,16 @@ def test_start_names_the_served_models(tiny_pair, teacher):
                                 tokenizer_path=str(tiny_pair.tokenizer_path))
 
 
-def test_5xx_answers_are_retried_then_scoring_goes_on(tiny_pair, teacher):
+def test_5xx_answers_and_dropped_connections_are_retried(tiny_pair, teacher):
     model, tokenizer = teacher
     rollout = _rollout(tokenizer, seed=1)
     with FakeVLLMServer(model, tokenizer) as server:
         scorer = ServerTeacherScorer(_settings(tiny_pair, micro_batch_size=16), server=_server_options(server.url),
                                      tokenizer_path=str(tiny_pair.tokenizer_path))
-        server.fail_first = 2
+        server.fail_first, server.drop_first = 1, 1
         scored = scorer.score(rollout)
         attempts = [p for p, _ in server.requests if p == "/v1/completions"]
-    assert len(attempts) == 1 + 3  # the start probe, two 503s, one answer
+    assert len(attempts) == 1 + 3  # the start probe, a 503, a closed connection, one answer
     expected = TeacherScorer(_settings(tiny_pair)).score(rollout)
     assert torch.allclose(scored.teacher_sampled_logprobs, expected.teacher_sampled_logprobs, atol=1e-5)
 

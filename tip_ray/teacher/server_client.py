@@ -6,6 +6,7 @@ the caller's mistake and fails at once with the server's own message.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
@@ -73,7 +74,7 @@ def call(endpoint: ServerEndpoint, path: str, body: dict | None = None):
                     url=url, status=exc.code) from None
             last = f"HTTP {exc.code}: {message}"
             continue
-        except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # refused, reset, cut short
             last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
             continue
         try:
