@@ -264,3 +264,13 @@ def test_the_pipeline_config_builds_the_server_scorer(tiny_pair, teacher, tmp_pa
     expected = TeacherScorer(_settings(tiny_pair)).score(rollout)
     assert scored.teacher.k == K
     assert torch.allclose(scored.teacher.logprobs, expected.teacher.logprobs, atol=1e-5)
+
+
+def test_k_above_the_vocabulary_is_refused_before_any_request(tiny_pair, teacher):
+    """vLLM's engine dies on prompt_logprobs above the vocabulary, so nothing may be sent."""
+    model, tokenizer = teacher
+    with FakeVLLMServer(model, tokenizer) as server:
+        with pytest.raises(TeacherServerError, match=rf"teacher.signal.k is 20 but the student's vocabulary has {len(tokenizer)}"):
+            ServerTeacherScorer(_settings(tiny_pair, k=20, vocab_size=len(tokenizer)),
+                                server=_server_options(server.url), tokenizer_path=str(tiny_pair.tokenizer_path))
+        assert server.requests == []

@@ -39,6 +39,12 @@ class ServerTeacherScorer:
             raise TeacherServerError(
                 f"teacher.backend 'server' yields the top-k form only, got teacher.signal.type "
                 f"{settings.form!r}; set it to 'topk'", url=server["url"])
+        vocab = settings.vocab_size
+        if vocab is not None and not 1 <= settings.k <= vocab:
+            # Checked before any request: vLLM 0.32's engine dies on prompt_logprobs above the vocabulary.
+            raise TeacherServerError(
+                f"teacher.signal.k is {settings.k} but the student's vocabulary has {vocab} tokens: "
+                f"set teacher.signal.k to at most {vocab}", url=server["url"])
         self.settings = settings
         self.endpoint = ServerEndpoint(
             url=base_url(server["url"]), api_key_env=server.get("api_key_env"), timeout_s=server["timeout_s"],
