@@ -17,6 +17,7 @@ from tip_ray.config.base import Strict
 from tip_ray.config.model_sources import GGUFModel, PrunedModel
 from tip_ray.config.numbers import AdamBeta
 from tip_ray.config.preemption import SigtermCheckpoint
+from tip_ray.config.teacher_server import TeacherServerConfig, check_server_section
 from tip_ray.config.tracking import TrackingConfig
 from tip_ray.pools import KNOWN_POOLS
 
@@ -227,18 +228,22 @@ TeacherSignalForm = Annotated[
 class TeacherConfig(Strict):
     signal: TeacherSignalForm = Field(default_factory=lambda: HiddenSignal(type="hidden"))
     num_scorers: int = Field(default=1, gt=0, description="Teacher replicas that score.")
-    backend: Literal["hf", "vllm"] = Field(
-        default="hf", description="vllm serves only the topk form."
+    backend: Literal["hf", "vllm", "server"] = Field(
+        default="hf", description="vllm serves only the topk form; server: an external `vllm serve` (teacher.server)."
     )
-    micro_batch_size: int = Field(default=16, gt=0, description="Sequences per teacher forward.")
+    server: TeacherServerConfig | None = Field(
+        default=None, description="The external server, with teacher.backend 'server'."
+    )
+    micro_batch_size: int = Field(default=16, gt=0, description="Sequences per teacher forward (per request to a server).")
 
     @model_validator(mode="after")
     def _vllm_needs_topk(self) -> "TeacherConfig":
-        if self.backend == "vllm" and self.signal.type != "topk":
+        if self.backend in ("vllm", "server") and self.signal.type != "topk":
             raise ValueError(
-                f"teacher.backend 'vllm' returns top-k log-probs only: set teacher.signal.type "
+                f"teacher.backend {self.backend!r} returns top-k log-probs only: set teacher.signal.type "
                 f"to 'topk' (got {self.signal.type!r}) or use teacher.backend 'hf'"
             )
+        check_server_section(self.backend, self.server, getattr(self.signal, "k", None))
         return self
 
 

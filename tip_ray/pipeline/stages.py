@@ -51,12 +51,18 @@ def context_length(prepared: PreparedRun) -> int:
 
 
 def teacher_stage(prepared: PreparedRun, plan: RolePlacement, index: int) -> tuple[type, tuple, dict]:
-    """(class, args, kwargs) of one teacher scorer: Hugging Face, or vLLM for top-k signals."""
+    """(class, args, kwargs) of one teacher scorer: Hugging Face, or vLLM (in-process or an
+    external server) for top-k signals."""
     settings = scorer_settings(prepared, plan, index)
     if prepared.config.teacher.backend == "vllm":
         from tip_ray.teacher.vllm_scorer import VLLMTeacherScorer
 
         return VLLMTeacherScorer, (settings,), {"max_model_len": context_length(prepared)}
+    if prepared.config.teacher.backend == "server":
+        from tip_ray.teacher.server_scorer import ServerTeacherScorer
+
+        server = prepared.config.teacher.server.model_dump()
+        return ServerTeacherScorer, (settings,), {"server": server, "tokenizer_path": prepared.tokenizer_path}
     from tip_ray.teacher.scorer import TeacherScorer
 
     return TeacherScorer, (settings,), {}
