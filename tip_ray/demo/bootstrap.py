@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import math
 import os
@@ -39,6 +38,7 @@ from tip_ray.demo import task
 from tip_ray.eval.benchmarks import load_demo_benchmark
 from tip_ray.eval.evaluate import demo_grader, evaluate
 from tip_ray.eval.hf_generate import HFGenerator, SamplingSettings
+from tip_ray.models.cache import exclusive_lock
 from tip_ray.models.tiny import (
     TinyModelSpec,
     build_char_tokenizer,
@@ -300,17 +300,6 @@ def build_demo_models(out_dir: Path, recipe: DemoRecipe = DEFAULT_RECIPE, progre
     }
 
 
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _read_marker(root: Path) -> dict | None:
     marker = root / MARKER_FILE
     if not marker.is_file():
@@ -342,7 +331,7 @@ def ensure_demo_models(
     if cached is not None:
         return cached
 
-    with _exclusive_lock(root.parent / f".{root.name}.lock"):
+    with exclusive_lock(root.parent / f".{root.name}.lock"):
         cached = cached_demo_models(root, recipe)  # another process may have finished it meanwhile
         if cached is not None:
             return cached

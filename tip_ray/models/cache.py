@@ -40,7 +40,7 @@ def record_key(record: dict) -> str:
 
 
 @contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -63,7 +63,7 @@ def cached_build(folder: Path, record: dict, build: Callable[[Path], dict | None
     """
     if (read_marker(folder) or {}).get("record") == record:
         return folder
-    with _exclusive_lock(folder.parent / f".{folder.name}.lock"):
+    with exclusive_lock(folder.parent / f".{folder.name}.lock"):
         if (read_marker(folder) or {}).get("record") == record:
             return folder  # another process finished it meanwhile
         # Builders hold the lock, so a staging folder seen here is left from a killed build.

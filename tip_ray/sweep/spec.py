@@ -15,28 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tip_ray.config.base import Strict
 from tip_ray.config.loader import REPO_ROOT, ConfigError, deep_merge, dotted, format_validation_error, load_pipeline, load_yaml_tree
-from tip_ray.config.numbers import check_numbers
 from tip_ray.config.schema import PipelineConfig, SelectionRule
 
 
-class SweepRun(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SweepRun(Strict):
     label: str = Field(description="Name of the variant in the report, e.g. soft_or-50.")
     rule: SelectionRule = Field(description="The selection rule (and its ratio) of this variant.")
 
 
-class SweepSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _numbers_mean_something(cls, data):
-        return check_numbers(cls, data)
-
+class SweepSpec(Strict):
     base: str = Field(description="Base pipeline YAML, relative to the sweep file.")
     seeds: list[int] = Field(min_length=1, description="Seeds; every variant runs with each.")
     set: dict[str, Any] = Field(default_factory=dict, description="Dotted-key overrides for all runs.")
