@@ -17,6 +17,7 @@ LORA = {"rank": 8, "alpha": 16.0, "target_modules": ["q_proj", "v_proj", "up_pro
 GREEDY_EVAL = {"every_steps": 4, "benchmark": "demo", "num_problems": 8, "temperature": 0.0, "max_new_tokens": 12}
 
 
+@pytest.mark.slow  # the demo-sized LoRA run below covers the same ground in the slow suite
 def test_lora_run_learns_and_its_adapter_reproduces_the_final_eval(ray_local, tiny_pair, demo_prompts, tmp_path):
     from safetensors.torch import load_file
 

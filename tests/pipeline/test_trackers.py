@@ -138,6 +138,7 @@ def test_tracking_keys_are_checked(tiny_pair, demo_prompts, tmp_path):
         load_pipeline(tmp_path / "p.yaml")
 
 
+@pytest.mark.slow  # a whole Ray run; the fast tests above cover the warning path
 def test_an_unreachable_mlflow_server_does_not_stop_the_run(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.pipeline.run import run_pipeline
 
