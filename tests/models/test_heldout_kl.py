@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gguf_writer import tiny_llama
-from tip_ray.demo.bootstrap import torch_threads
+from tip_ray.models.cache import torch_threads
 from tip_ray.eval.heldout_kl import reverse_kl_on
 from tip_ray.models.heal import Sample
 from tip_ray.pipeline.breakdown import stage_seconds

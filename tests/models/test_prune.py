@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gguf_writer import tiny_llama
-from tip_ray.demo.bootstrap import torch_threads
+from tip_ray.models.cache import torch_threads
 from tip_ray.models.heal import forward_kl, heal, sample_responses
 from tip_ray.models.prune import LayerSelectionError, check_layers, layers_every, prune_layers
 

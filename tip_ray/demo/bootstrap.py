@@ -16,7 +16,6 @@ used; a file lock keeps two processes from building it at once.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -25,7 +24,6 @@ import random
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,7 +36,7 @@ from tip_ray.demo import task
 from tip_ray.eval.benchmarks import load_demo_benchmark
 from tip_ray.eval.evaluate import demo_grader, evaluate
 from tip_ray.eval.hf_generate import HFGenerator, SamplingSettings
-from tip_ray.models.cache import exclusive_lock
+from tip_ray.models.cache import exclusive_lock, torch_threads
 from tip_ray.models.tiny import (
     TinyModelSpec,
     build_char_tokenizer,
@@ -141,16 +139,6 @@ def training_threads() -> int:
         except ValueError:
             raise ValueError(f"TIP_RAY_DEMO_THREADS={requested!r}: expected a whole number of threads") from None
     return 1
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _encode_batch(tokenizer: PreTrainedTokenizerBase, problems: list[task.ArithmeticProblem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
