@@ -58,6 +58,7 @@ from tip_ray.pipeline.prepare import PreparedRun, prepare_run, write_resolved_co
 from tip_ray.pipeline.run_folder import claim_run_folder, secure_run_dir  # noqa: F401 (re-exported)
 from tip_ray.pipeline.signals import StopRequest, stop_after
 from tip_ray.pipeline.trackers import open_trackers
+from tip_ray.pipeline.train_accuracy import batch_accuracy, train_accuracy_fn
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
 from tip_ray.errors import TipRayError
@@ -112,30 +113,6 @@ def make_prompt_batch(sampler: PromptSampler, batch_id: int, size: int) -> Promp
         data_positions=tuple((pos.epoch, pos.index) for pos, _ in picked),
         prompt_rows=tuple(p.row for _, p in picked),
     )
-
-
-def train_accuracy_fn(config: PipelineConfig) -> Callable[[str, str], bool] | None:
-    """Cheap exact grader of training responses; only the built-in task has one."""
-    if config.data.type == "demo":
-        from tip_ray.demo.task import grade
-
-        return grade
-    return None
-
-
-def batch_accuracy(rollouts, batch: PromptBatch, grade) -> float | None:
-    if grade is None:
-        return None
-    correct = total = 0
-    for shard in rollouts:
-        offset = batch.prompt_rows.index(shard.prompt_rows[0]) if shard.prompt_rows else 0
-        for text, pidx in zip(shard.response_texts, shard.prompt_index.tolist()):
-            answer = batch.answers[offset + pidx]
-            if answer is None:
-                continue
-            total += 1
-            correct += bool(grade(text, answer))
-    return correct / total if total else None
 
 
 def init_ray(config: PipelineConfig, address: str | None) -> bool:
