@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from tip_ray.config.loader import REPO_ROOT, ConfigError, format_validation_error, load_pipeline, parse_override
 from tip_ray.config.numbers import MAX_CONFIG_INT, number_kinds
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.config.yaml_read import MAX_CONFIG_BYTES, MAX_EXPANDED_NODES
 
 

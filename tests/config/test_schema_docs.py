@@ -6,7 +6,7 @@ import typing
 
 from pydantic import BaseModel
 
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 
 
 def _models_in(annotation) -> list[type[BaseModel]]:

@@ -8,7 +8,10 @@ import pytest
 import yaml
 
 from tip_ray.config import load_pipeline, load_yaml_tree
-from tip_ray.config.schema import ClusterConfig, ModelsConfig, PipelineConfig, SelectionConfig
+from tip_ray.config.cluster import ClusterConfig
+from tip_ray.config.models import ModelsConfig
+from tip_ray.config.pipeline import PipelineConfig
+from tip_ray.config.selection import SelectionConfig
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINES = sorted((REPO / "pipelines").rglob("*.yaml"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tip_ray.config.schema import JsonlData, ParquetData
+from tip_ray.config.data import JsonlData, ParquetData
 from tip_ray.data.prompts import DataError, read_prompt_rows
 
 GOOD = b'{"prompt": "1+1=", "answer": 2}'

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tip_ray.config.schema import JsonlData
+from tip_ray.config.data import JsonlData
 from tip_ray.data.prompts import DataError, DataPosition, EncodedPrompt, PromptSampler, read_prompt_rows
 
 

@@ -125,7 +125,7 @@ def test_packaged_smollm2_converts(tmp_path):
 
 
 def test_a_pipeline_source_resolves_to_the_converted_folder(tiny_gguf, tmp_path, monkeypatch):
-    from tip_ray.config.schema import ModelsConfig
+    from tip_ray.config.models import ModelsConfig
     from tip_ray.pipeline.prepare import resolve_model_path
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

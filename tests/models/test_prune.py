@@ -92,7 +92,7 @@ def gguf_teacher(tmp_path, monkeypatch):
 
 
 def _pruned(base_path, **fields):
-    from tip_ray.config.schema import ModelsConfig
+    from tip_ray.config.models import ModelsConfig
 
     spec = {"type": "pruned", "base": {"type": "gguf", "path": str(base_path)}, **fields}
     return ModelsConfig.model_validate({"student": spec, "teacher": spec["base"]}).student

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import tiny_pipeline_doc
 from tip_ray.config import ConfigError
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.pipeline.placement import plan_placement, rollout_engine_bundles
 
 POOLS = {"teacher": {"resource": "teacher_pool", "gpus_per_actor": 1, "cpus_per_actor": 4},

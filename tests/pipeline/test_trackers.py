@@ -15,7 +15,7 @@ import yaml
 from tests.conftest import tiny_pipeline_doc
 from tests.report.run_folders import metrics_rows
 from tip_ray.config import ConfigError, load_pipeline
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.pipeline import trackers
 from tip_ray.pipeline.metrics import MetricsLog
 

@@ -146,7 +146,7 @@ def test_two_rollout_workers_join_one_group(ray_local, tiny_pair, demo_prompts, 
     ("object_store", 1, (False, "nccl")),
 ])
 def test_weight_sync_mode_follows_the_config_and_the_pools(tiny_pair, demo_prompts, tmp_path, mode, gpus, expected):
-    from tip_ray.config.schema import PipelineConfig
+    from tip_ray.config.pipeline import PipelineConfig
     from tip_ray.pipeline.controller import weight_sync_mode
 
     pools = {"teacher": {"resource": "teacher_pool", "gpus_per_actor": gpus},
@@ -157,7 +157,7 @@ def test_weight_sync_mode_follows_the_config_and_the_pools(tiny_pair, demo_promp
 
 
 def test_colocated_engines_sync_through_the_object_store(tiny_pair, demo_prompts, tmp_path):
-    from tip_ray.config.schema import PipelineConfig
+    from tip_ray.config.pipeline import PipelineConfig
     from tip_ray.pipeline.controller import weight_sync_mode
 
     pools = {"teacher": {"resource": "teacher_pool", "gpus_per_actor": 1},
@@ -171,7 +171,7 @@ def test_colocated_engines_sync_through_the_object_store(tiny_pair, demo_prompts
 
 
 def test_weight_sync_forms_and_transport_override(tiny_pair, demo_prompts, tmp_path):
-    from tip_ray.config.schema import PipelineConfig
+    from tip_ray.config.pipeline import PipelineConfig
     from tip_ray.pipeline.controller import weight_sync_mode
 
     def mode(sync, gpus=0.0):

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tip_ray.config.loader import ConfigError, load_pipeline
-from tip_ray.config.schema import JsonlData, PipelineConfig
+from tip_ray.config.data import JsonlData
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.data.prompts import DataError, read_prompt_rows
 
 # TIP_RAY_FUZZ_EXAMPLES=5000 for a longer hunt than the default suite's (kept short: a shared CPU).
@@ -251,7 +252,7 @@ def test_config_loader_hostile_shapes(tmp_path, parts):
 @given(content=st.one_of(st.binary(max_size=300), st.binary(max_size=200).map(lambda b: b"PAR1" + b + b"PAR1")),
        bad_rows=st.sampled_from(["error", "skip"]))
 def test_parquet_reader_random_bytes(tmp_path, content, bad_rows):
-    from tip_ray.config.schema import ParquetData
+    from tip_ray.config.data import ParquetData
 
     pytest.importorskip("pyarrow")
     path = tmp_path / "rows.parquet"

@@ -18,7 +18,7 @@ import torch
 from openai_fake import FakeVLLMServer
 
 from tip_ray.config.loader import ConfigError
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.models.loading import load_tokenizer
 from tip_ray.records import PromptBatch
 from tip_ray.rollout.backend import Sample

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from tip_ray.config.schema import SelectionConfig
+from tip_ray.config.selection import SelectionConfig
 from tip_ray.tip import quadrant_labels, quadrant_summary, resolve_cut_lines
 from tip_reference import minmax64, numpy_quantile
 

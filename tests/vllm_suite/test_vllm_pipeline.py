@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.vllm_suite.conftest import STUDENT_SPEC, require_vllm
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.models.tiny import DEFAULT_TEACHER_SPEC, TinyModelSpec, save_tiny_pair
 from tip_ray.pipeline.tiny import tiny_pipeline_doc
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.vllm_suite.conftest import perturbed, reference_logprobs, require_vllm
-from tip_ray.config.schema import VLLMRollout
+from tip_ray.config.rollout import VLLMRollout
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
 

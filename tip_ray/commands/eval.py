@@ -51,7 +51,7 @@ def eval_config(args: argparse.Namespace):
     from pydantic import ValidationError
 
     from tip_ray.config.loader import ConfigError
-    from tip_ray.config.schema import EvalConfig
+    from tip_ray.config.evaluation import EvalConfig
 
     if args.out and not Path(args.out).expanduser().resolve().parent.is_dir():
         raise ConfigError(f"--out {args.out}: the folder it would be written in does not exist")

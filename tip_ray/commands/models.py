@@ -66,7 +66,7 @@ def handle_prune(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from tip_ray.config.loader import ConfigError
-    from tip_ray.config.schema import ModelsConfig
+    from tip_ray.config.models import ModelsConfig
     from tip_ray.pipeline.prepare import resolve_model_path
 
     spec: dict = {"type": "pruned", "base": _base_source(args.base),

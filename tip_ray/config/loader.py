@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tip_ray.config.numbers import FieldValueError
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.config.yaml_read import ConfigError, parse_config_yaml, read_config_text
 
 INCLUDE_KEY = "include"

@@ -3,7 +3,7 @@ student pruned from a teacher (optionally healed). Both resolve to cached folder
 actor starts (tip_ray.models.sources). This module imports neither torch nor ray.
 
 `PrunedModel.base` may be any model source, so it is typed by name here and bound to the full
-union where that union is defined (tip_ray.config.schema).
+union where that union is defined (tip_ray.config.models).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """checkpoint.on_sigterm: what a run does when it is told to stop (SIGTERM: a Kubernetes pod
-deleted or preempted, `ray job stop`, `kill`). Kept apart from schema.py, which is large."""
+deleted or preempted, `ray job stop`, `kill`)."""
 
 from __future__ import annotations
 

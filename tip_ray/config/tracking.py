@@ -42,3 +42,11 @@ class TrackingConfig(_Strict):
     close_timeout_s: float = Field(
         default=60.0, gt=0.0, description="How long the run's end waits for a tracker to flush before "
         "going on without it.")
+
+
+class LoggingConfig(_Strict):
+    run_dir: str = Field(default="runs/{name}", description="Run folder; {name} is the run name.")
+    tensorboard: bool = Field(default=False, description="Also write TensorBoard scalars.")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Weights & Biases / MLflow, off unless configured.")
+    progress: bool = Field(default=True, description="Show a progress bar.")

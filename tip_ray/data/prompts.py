@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from tip_ray.config.schema import DataSource, DemoData, HubData, JsonlData, ParquetData
+from tip_ray.config.data import DataSource, DemoData, HubData, JsonlData, ParquetData
 from tip_ray.errors import TipRayError
 
 

@@ -79,7 +79,7 @@ def default_submission_id(pipeline_name: str) -> str:
 
 def _path_notes(config, working_dir: Path) -> list[str]:
     """Local paths in the config that the job may not find on the cluster."""
-    from tip_ray.config.schema import LocalModel
+    from tip_ray.config.models import LocalModel
 
     named: list[tuple[str, str]] = []
     if hasattr(config.data, "path"):

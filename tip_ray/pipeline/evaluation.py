@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from tip_ray.config.schema import EvalConfig
+from tip_ray.config.evaluation import EvalConfig
 from tip_ray.weights import WeightVersion
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tip_ray.config.schema import DemoModel, HubModel, PipelineConfig
+from tip_ray.config.models import DemoModel, HubModel
+
+from tip_ray.config.pipeline import PipelineConfig
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def unchecked_offline(config: PipelineConfig) -> list[Unchecked]:
 
 def check_local_parts(config: PipelineConfig) -> str:
     """Check the local model folders and the data rows (when local); a summary of what was read."""
-    from tip_ray.config.schema import LocalModel
+    from tip_ray.config.models import LocalModel
     from tip_ray.data.prompts import read_prompt_rows
     from tip_ray.pipeline.prepare import resolve_model_path
 

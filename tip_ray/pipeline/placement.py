@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.pools import pool_resource
 
 ROLES = ("rollout", "teacher", "selector", "learner")

@@ -11,7 +11,9 @@ from typing import Any
 import yaml
 
 from tip_ray.config.loader import ConfigError, resolved_config_yaml
-from tip_ray.config.schema import DemoModel, GGUFModel, HubModel, LocalModel, PipelineConfig, PrunedModel
+from tip_ray.config.model_sources import GGUFModel, PrunedModel
+from tip_ray.config.models import DemoModel, HubModel, LocalModel
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.data.prompts import EncodedPrompt, ReadReport, encode_rows, read_prompt_rows
 
 

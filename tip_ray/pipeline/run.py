@@ -49,7 +49,7 @@ from tip_ray.checkpoint import (
 from tip_ray.checkpoint.reaper import start_reaper, stop_reaper
 from tip_ray.checkpoint.state import capture_driver_rng, restore_driver_rng
 from tip_ray.config.loader import ConfigError
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.data.prompts import DataPosition, PromptSampler
 from tip_ray.pipeline.connect import ray_init
 from tip_ray.pipeline.controller import Controller, StageDied, StageTimeout, shutdown_actors, start_actors

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from tip_ray.checkpoint.redact import redact
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.config.tracking import MlflowConfig, WandbConfig
 
 log = logging.getLogger("tip_ray")

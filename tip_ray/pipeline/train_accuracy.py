@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.records import PromptBatch
 
 

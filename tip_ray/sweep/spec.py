@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tip_ray.config.base import Strict
 from tip_ray.config.loader import REPO_ROOT, ConfigError, deep_merge, dotted, format_validation_error, load_pipeline, load_yaml_tree
-from tip_ray.config.schema import PipelineConfig, SelectionRule
+from tip_ray.config.pipeline import PipelineConfig
+from tip_ray.config.selection import SelectionRule
 
 
 class SweepRun(Strict):

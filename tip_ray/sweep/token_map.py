@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tip_ray.config.schema import PipelineConfig
+from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.tip.taxonomy import QUADRANTS
 
 
