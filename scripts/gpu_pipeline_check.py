@@ -40,7 +40,7 @@ def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, teacher_gpus: f
             "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 32},
             "weight_sync": weight_sync,
         },
-        teacher={"backend": "hf"},
+        teacher={"backend": {"type": "hf"}},
         learner={"micro_batch_size": 16},
         train={"steps": steps, "stage_timeout_s": 240},
         cluster={

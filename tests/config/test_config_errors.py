@@ -96,8 +96,36 @@ def test_unknown_pool_resource(tmp_path):
 
 def test_vllm_teacher_needs_topk(tmp_path):
     doc = minimal(tmp_path)
-    doc["teacher"] = {"backend": "vllm", "signal": {"type": "full"}}
+    doc["teacher"] = {"backend": {"type": "vllm"}, "signal": {"type": "full"}}
     assert "teacher.signal.type" in error_of(write(tmp_path, doc))
+
+
+@pytest.mark.parametrize("teacher, key, shown", [
+    ({"backend": "vllm", "signal": {"type": "topk"}}, "teacher.backend", "backend: {type: vllm}"),
+    ({"backend": "hf"}, "teacher.backend", "backend: {type: hf}"),
+    ({"backend": "server", "signal": {"type": "topk"}}, "teacher.backend", "backend: {type: server, url: http://HOST:PORT"),
+    ({"backend": "server", "server": {"url": "http://h:1"}, "signal": {"type": "topk"}}, "teacher.server",
+     "backend: {type: server, url: http://HOST:PORT"),
+])
+def test_old_teacher_backend_spelling_shows_the_new_one(tmp_path, teacher, key, shown):
+    doc = minimal(tmp_path)
+    doc["teacher"] = teacher
+    message = error_of(write(tmp_path, doc))
+    assert f"{key}: " in message and shown in message, message
+
+
+def test_loss_options_belong_to_their_loss(tmp_path):
+    doc = minimal(tmp_path)
+    doc["loss"] = {"type": "reverse_kl", "beta": 0.3}
+    message = error_of(write(tmp_path, doc))
+    assert "loss: " in message and "loss: {type: jsd, beta: 0.3}" in message, message
+    doc["loss"] = {"type": "jsd", "beta": 0.3}
+    config = load_pipeline(write(tmp_path, doc))
+    assert config.loss.type == "jsd" and config.loss.beta == 0.3
+    doc["loss"] = {"type": "forward_kl", "chunk_size": 64, "bogus": 1}
+    assert "loss.forward_kl.bogus: unknown key" in error_of(write(tmp_path, doc))
+    doc["loss"] = {"type": "kl"}
+    assert "'reverse_kl', 'forward_kl', 'jsd', 'k1', 'k3'" in error_of(write(tmp_path, doc))
 
 
 def test_include_merges_and_own_keys_win(tmp_path):

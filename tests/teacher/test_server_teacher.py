@@ -1,4 +1,4 @@
-"""The external-server teacher (teacher.backend 'server') against a small HTTP server on
+"""The external-server teacher (teacher.backend type 'server') against a small HTTP server on
 127.0.0.1 that answers like `vllm serve`, with log-probs computed from a real tiny model.
 
 Checked: what is sent (token ids, prompt_logprobs k, max_tokens 1), the alignment of the parsed
@@ -129,12 +129,12 @@ def test_config_refuses_k_above_the_servers_max_logprobs(tiny_pair, tmp_path):
     from tests_support import server_doc
 
     doc = server_doc(tiny_pair, tmp_path, k=32, server={"url": "http://127.0.0.1:8000"})
-    with pytest.raises(ValueError, match=r"teacher.signal.k is 32 .*teacher.server.max_logprobs = 20.*--max-logprobs 32"):
+    with pytest.raises(ValueError, match=r"teacher.signal.k is 32 .*teacher.backend.max_logprobs = 20.*--max-logprobs 32"):
         PipelineConfig.model_validate(doc)
     assert PipelineConfig.model_validate(
         server_doc(tiny_pair, tmp_path, k=32, server={"url": "http://127.0.0.1:8000/v1/", "max_logprobs": 32})
-    ).teacher.server.url == "http://127.0.0.1:8000"
-    with pytest.raises(ValueError, match="needs teacher.server"):
+    ).teacher.backend.url == "http://127.0.0.1:8000"
+    with pytest.raises(ValueError, match=r"teacher\.backend\.server\.url\s+Field required"):
         PipelineConfig.model_validate(server_doc(tiny_pair, tmp_path, k=4, server=None))
     with pytest.raises(ValueError, match="top-k log-probs only"):
         PipelineConfig.model_validate(server_doc(tiny_pair, tmp_path, k=4, server={"url": "http://h:1"}, form="full"))
@@ -176,7 +176,7 @@ def test_start_refuses_a_server_with_another_tokenizer(tiny_pair, teacher):
 def test_start_names_the_served_models(tiny_pair, teacher):
     model, tokenizer = teacher
     with FakeVLLMServer(model, tokenizer, served_name="big-teacher") as server:
-        with pytest.raises(TeacherServerError, match=r"teacher.server.model 'other' is not served .*big-teacher"):
+        with pytest.raises(TeacherServerError, match=r"teacher.backend.model 'other' is not served .*big-teacher"):
             ServerTeacherScorer(_settings(tiny_pair), server=_server_options(server.url, model="other"),
                                 tokenizer_path=str(tiny_pair.tokenizer_path))
 
@@ -244,7 +244,7 @@ def test_malformed_positions_are_named():
 
 
 def test_the_pipeline_config_builds_the_server_scorer(tiny_pair, teacher, tmp_path):
-    """teacher.backend 'server' in a pipeline file reaches the stage the run starts."""
+    """teacher.backend type 'server' in a pipeline file reaches the stage the run starts."""
     from tests_support import server_doc
 
     from tip_ray.pipeline.placement import plan_placement

@@ -57,12 +57,12 @@ def test_pipeline_steps_with_vllm_rollouts(tmp_path, demo_prompts, weight_sync):
 
 
 def test_pipeline_steps_with_a_vllm_teacher(tmp_path, demo_prompts):
-    """`teacher.backend: vllm` puts a vLLM engine behind the teacher stage (top-k signals)."""
+    """`teacher.backend: {type: vllm}` puts a vLLM engine behind the teacher stage (top-k signals)."""
     # vLLM's CPU attention needs head_dim >= 32 for the engine's model, here the teacher.
     teacher_spec = TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
                                  intermediate_size=128, max_position_embeddings=256)
     steps = run_two_steps(
         tmp_path, demo_prompts, teacher_spec=teacher_spec,
-        teacher={"backend": "vllm", "signal": {"type": "topk", "k": 8}},
+        teacher={"backend": {"type": "vllm"}, "signal": {"type": "topk", "k": 8}},
     )
     assert all(r["teacher_signal"] == "topk" and r["stats_approximate"] for r in steps)

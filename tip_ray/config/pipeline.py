@@ -3,21 +3,22 @@ defined in a module of its own (models, data, rollout, teacher, selection, loss,
 cluster, tracking, evaluation); this one joins them and checks what spans sections.
 
 Every model forbids unknown keys, so a misspelled key fails before anything starts. Strategies
-(model source, data source, rollout backend, teacher signal form, selection rule, loss) are
-discriminated unions keyed by ``type``: a new strategy is code plus a name, never an import path.
+(model source, data source, rollout backend, teacher signal form and backend, selection rule,
+loss) are discriminated unions keyed by ``type``: a new strategy is code plus a name, never an
+import path.
 This module imports neither torch nor ray.
 """
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tip_ray.config.base import Strict
 from tip_ray.config.cluster import ClusterConfig
 from tip_ray.config.data import DataSource
 from tip_ray.config.evaluation import EvalConfig
 from tip_ray.config.learner import LearnerConfig
-from tip_ray.config.loss import LossConfig
+from tip_ray.config.loss import Loss, ReverseKLLoss, refuse_stray_beta
 from tip_ray.config.models import ModelsConfig
 from tip_ray.config.rollout import RolloutConfig
 from tip_ray.config.selection import SelectionConfig
@@ -35,13 +36,18 @@ class PipelineConfig(Strict):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
+    loss: Loss = Field(default_factory=ReverseKLLoss)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss_options_in_place(cls, value):
+        return refuse_stray_beta(value)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "PipelineConfig":

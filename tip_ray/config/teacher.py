@@ -1,5 +1,5 @@
-"""teacher: the frozen model's scorers and the signal form they send (a discriminated union on
-``type``). This module imports neither torch nor ray."""
+"""teacher: the frozen model's scorers, the signal form they send and the backend that computes it
+(both discriminated unions on ``type``). This module imports neither torch nor ray."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, model_validator
 
 from tip_ray.config.base import Strict
-from tip_ray.config.teacher_server import TeacherServerConfig, check_server_section
+from tip_ray.config.numbers import FieldValueError
+from tip_ray.config.teacher_server import ServerTeacher, check_server_limit
 
 
 class HiddenSignal(Strict):
@@ -35,23 +36,61 @@ TeacherSignalForm = Annotated[
 ]
 
 
+class HFTeacher(Strict):
+    """Hugging Face forward passes in the teacher actors: every signal form."""
+
+    type: Literal["hf"] = "hf"
+
+
+class VLLMTeacher(Strict):
+    """A vLLM engine in each teacher actor (the vllm extra): top-k signal form only."""
+
+    type: Literal["vllm"]
+
+
+TeacherBackend = Annotated[Union[HFTeacher, VLLMTeacher, ServerTeacher], Field(discriminator="type")]
+
+
 class TeacherConfig(Strict):
     signal: TeacherSignalForm = Field(default_factory=lambda: HiddenSignal(type="hidden"))
     num_scorers: int = Field(default=1, gt=0, description="Teacher replicas that score.")
-    backend: Literal["hf", "vllm", "server"] = Field(
-        default="hf", description="vllm serves only the topk form; server: an external `vllm serve` (teacher.server)."
-    )
-    server: TeacherServerConfig | None = Field(
-        default=None, description="The external server, with teacher.backend 'server'."
+    backend: TeacherBackend = Field(
+        default_factory=HFTeacher,
+        description="hf, vllm (top-k form only) or server: an external `vllm serve` (top-k form only).",
     )
     micro_batch_size: int = Field(default=16, gt=0, description="Sequences per teacher forward (per request to a server).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_backend_spelling(cls, data):
+        refuse_old_backend_spelling(data)
+        return data
+
     @model_validator(mode="after")
     def _vllm_needs_topk(self) -> "TeacherConfig":
-        if self.backend in ("vllm", "server") and self.signal.type != "topk":
+        kind = self.backend.type
+        if kind in ("vllm", "server") and self.signal.type != "topk":
             raise ValueError(
-                f"teacher.backend {self.backend!r} returns top-k log-probs only: set teacher.signal.type "
-                f"to 'topk' (got {self.signal.type!r}) or use teacher.backend 'hf'"
+                f"teacher.backend type {kind!r} returns top-k log-probs only: set teacher.signal.type "
+                f"to 'topk' (got {self.signal.type!r}) or use teacher.backend {{type: hf}}"
             )
-        check_server_section(self.backend, self.server, getattr(self.signal, "k", None))
+        if isinstance(self.backend, ServerTeacher):
+            check_server_limit(self.backend, getattr(self.signal, "k", None))
         return self
+
+
+def refuse_old_backend_spelling(data) -> None:
+    """`backend: vllm` (a bare name) and a `server:` section beside it were the old spelling of
+    teacher.backend; say what to write instead."""
+    if not isinstance(data, dict):
+        return
+    backend = data.get("backend")
+    if "server" in data:
+        raise FieldValueError(
+            "teacher.server is no longer a section of its own: its keys go into the backend, "
+            "`backend: {type: server, url: http://HOST:PORT, ...}`", field="server")
+    if isinstance(backend, str):
+        spelled = "{type: server, url: http://HOST:PORT, ...}" if backend == "server" else f"{{type: {backend}}}"
+        raise FieldValueError(
+            f"teacher.backend is chosen by type: write `backend: {spelled}` instead of `backend: {backend}`",
+            field="backend")

@@ -3,20 +3,28 @@
 The server scores rollouts through prompt log-probs (the top-k signal form); vLLM refuses more
 than its `--max-logprobs` (20 unless the server was started with more), so `max_logprobs` here
 states the server's limit and `teacher.signal.k` is checked against it before anything starts.
+
+    teacher:
+      signal: {type: topk, k: 20}
+      backend: {type: server, url: http://10.0.0.5:8000, model: teacher}
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from tip_ray.config.base import Strict
 
 
-class TeacherServerConfig(Strict):
-    """An OpenAI-compatible server (`vllm serve MODEL`) that serves the teacher."""
+class ServerTeacher(Strict):
+    """An OpenAI-compatible server (`vllm serve MODEL`) elsewhere that serves the teacher; top-k
+    signal form only."""
 
+    type: Literal["server"]
     url: str = Field(description="Base URL of the server, e.g. http://10.0.0.5:8000 (a trailing /v1 is allowed).")
     model: str | None = Field(
         default=None, description="Served model name (`vllm serve --served-model-name`); omit when the server serves one."
@@ -48,15 +56,11 @@ def base_url(url: str) -> str:
     return base[: -len("/v1")] if base.endswith("/v1") else base
 
 
-def check_server_section(backend: str, server: TeacherServerConfig | None, k: int | None) -> None:
-    """teacher.server goes with teacher.backend 'server', and k fits the server's limit."""
-    if backend == "server" and server is None:
-        raise ValueError("teacher.backend 'server' needs teacher.server: {url: http://HOST:PORT, ...}")
-    if backend != "server" and server is not None:
-        raise ValueError(f"teacher.server is set but teacher.backend is {backend!r}: set teacher.backend 'server' or drop teacher.server")
-    if server is not None and k is not None and k > server.max_logprobs:
+def check_server_limit(server: ServerTeacher, k: int | None) -> None:
+    """teacher.signal.k fits the number of log-probs the server returns a position."""
+    if k is not None and k > server.max_logprobs:
         raise ValueError(
-            f"teacher.signal.k is {k} but the server returns at most teacher.server.max_logprobs = "
+            f"teacher.signal.k is {k} but the server returns at most teacher.backend.max_logprobs = "
             f"{server.max_logprobs} log-probs a position (vLLM's default is 20): lower teacher.signal.k "
             f"to {server.max_logprobs}, or start `vllm serve` with --max-logprobs {k} and set max_logprobs to it"
         )

@@ -185,7 +185,7 @@ def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = ""
                         .remote(rollout_settings(prepared, plans["rollout"], i)))
     scorers = []
     for i in range(config.teacher.num_scorers):
-        # Hugging Face, or a vLLM engine when teacher.backend is vllm (top-k signals only).
+        # Hugging Face, or a vLLM engine when teacher.backend.type is vllm (top-k signals only).
         scorer_cls, args, kwargs = teacher_stage(prepared, plans["teacher"], i)
         scorers.append(
             ray.remote(tracked(scorer_cls))

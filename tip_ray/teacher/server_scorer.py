@@ -37,7 +37,7 @@ class ServerTeacherScorer:
     def __init__(self, settings: ScorerSettings, *, server: dict, tokenizer_path: str):
         if settings.form != "topk":
             raise TeacherServerError(
-                f"teacher.backend 'server' yields the top-k form only, got teacher.signal.type "
+                f"teacher.backend type 'server' yields the top-k form only, got teacher.signal.type "
                 f"{settings.form!r}; set it to 'topk'", url=server["url"])
         vocab = settings.vocab_size
         if vocab is not None and not 1 <= settings.k <= vocab:
@@ -66,12 +66,12 @@ class ServerTeacherScorer:
             if len(listed) != 1:
                 raise TeacherServerError(
                     f"teacher server {self.endpoint.url} serves {sorted(listed) or 'no model'}: name the "
-                    f"teacher in teacher.server.model", url=self.endpoint.url)
+                    f"teacher in teacher.backend.model", url=self.endpoint.url)
             wanted = next(iter(listed))
         if wanted not in listed:
             raise TeacherServerError(
-                f"teacher.server.model {wanted!r} is not served by {self.endpoint.url} (it serves "
-                f"{sorted(listed)}); set teacher.server.model to one of them", url=self.endpoint.url)
+                f"teacher.backend.model {wanted!r} is not served by {self.endpoint.url} (it serves "
+                f"{sorted(listed)}); set teacher.backend.model to one of them", url=self.endpoint.url)
         length = listed[wanted].get("max_model_len")
         return wanted, int(length) if isinstance(length, int) else None
 
@@ -105,7 +105,7 @@ class ServerTeacherScorer:
             if exc.status == 400 and "logprob" in exc.message.lower():
                 raise TeacherServerError(
                     f"teacher server {self.endpoint.url} refuses teacher.signal.k = {k} log-probs "
-                    f"({exc.message}); lower teacher.signal.k (and teacher.server.max_logprobs) to the "
+                    f"({exc.message}); lower teacher.signal.k (and teacher.backend.max_logprobs) to the "
                     f"server's --max-logprobs, or restart `vllm serve` with --max-logprobs {k}",
                     url=self.endpoint.url, status=400) from None
             raise

@@ -6,7 +6,7 @@ raw (unwarped) distribution. Scoring a rollout row as a prompt therefore yields,
 position, exactly what the Hugging Face scorer's top-k form holds (tip_ray/teacher/scorer.py):
 the top-k indices and log-probs, the tail bucket, and the teacher log-prob of the sampled token.
 Only the top-k form exists here; the exact forms (hidden states, full log-probs) stay on the
-Hugging Face scorer, and the config refuses teacher.backend 'vllm' with them.
+Hugging Face scorer, and the config refuses teacher.backend type 'vllm' with them.
 
 With ``flat_logprobs`` vLLM keeps each position's k + 1 entries in flat lists (sampled token
 first, then ranks 1..k), so the tensors are built without one Python object per entry.
@@ -57,8 +57,8 @@ class VLLMTeacherScorer:
     ):
         if settings.form != "topk":
             raise ValueError(
-                f"teacher.backend 'vllm' yields the top-k form only, got teacher.signal.type "
-                f"{settings.form!r}; set it to 'topk' or use teacher.backend 'hf'"
+                f"teacher.backend type 'vllm' yields the top-k form only, got teacher.signal.type "
+                f"{settings.form!r}; set it to 'topk' or use teacher.backend {{type: hf}}"
             )
         config = _read_config(settings.model_path)
         self.vocab_size = int(_text_config(config)["vocab_size"])
