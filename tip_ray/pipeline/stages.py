@@ -7,16 +7,11 @@ from tip_ray.learner.lora import LoraSettings
 from tip_ray.learner.rank import LearnerSettings
 from tip_ray.pipeline.placement import RolePlacement
 from tip_ray.pipeline.prepare import PreparedRun
+from tip_ray.pipeline.run_facts import compute_dtype, context_length
+from tip_ray.pipeline.teacher_backends import TEACHER_BACKENDS
 from tip_ray.rollout.worker import RolloutSettings
 from tip_ray.select.selector import SelectorSettings
 from tip_ray.teacher.scorer import ScorerSettings
-
-
-def compute_dtype(prepared: PreparedRun, on_gpu: bool) -> str:
-    dtype = prepared.config.models.dtype
-    if dtype == "auto":
-        return "bfloat16" if on_gpu else "float32"
-    return dtype
 
 
 def rollout_settings(prepared: PreparedRun, plan: RolePlacement, index: int) -> RolloutSettings:
@@ -39,34 +34,9 @@ def rollout_settings(prepared: PreparedRun, plan: RolePlacement, index: int) -> 
     )
 
 
-def context_length(prepared: PreparedRun) -> int:
-    """Prompt + response budget of the run, within the student's position window."""
-    from tip_ray.models.loading import read_model_config
-
-    c = prepared.config
-    budget = c.data.max_prompt_tokens + c.rollout.sampling.max_new_tokens
-    config = read_model_config(prepared.student_path)
-    window = config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
-    return min(budget, int(window)) if window else budget
-
-
 def teacher_stage(prepared: PreparedRun, plan: RolePlacement, index: int) -> tuple[type, tuple, dict]:
-    """(class, args, kwargs) of one teacher scorer: Hugging Face, or vLLM (in-process or an
-    external server) for top-k signals."""
-    settings = scorer_settings(prepared, plan, index)
-    backend = prepared.config.teacher.backend
-    if backend.type == "vllm":
-        from tip_ray.teacher.vllm_scorer import VLLMTeacherScorer
-
-        return VLLMTeacherScorer, (settings,), {"max_model_len": context_length(prepared)}
-    if backend.type == "server":
-        from tip_ray.teacher.server_scorer import ServerTeacherScorer
-
-        server = backend.model_dump(exclude={"type"})
-        return ServerTeacherScorer, (settings,), {"server": server, "tokenizer_path": prepared.tokenizer_path}
-    from tip_ray.teacher.scorer import TeacherScorer
-
-    return TeacherScorer, (settings,), {}
+    """(class, args, kwargs) of one teacher scorer, by teacher.backend.type."""
+    return TEACHER_BACKENDS[prepared.config.teacher.backend.type](scorer_settings(prepared, plan, index), prepared)
 
 
 def scorer_settings(prepared: PreparedRun, plan: RolePlacement, index: int) -> ScorerSettings:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import torch
-
 from tip_ray.broadcast import GroupAddress
 from tip_ray.records import PromptBatch, RolloutBatch
-from tip_ray.rollout.backend import RolloutBackend, SamplingRequest
+from tip_ray.rollout.backend import SamplingRequest
+from tip_ray.rollout.backends import build_backend
 from tip_ray.rollout.pack import pack_rollout
 from tip_ray.weights import VersionedWeights, WeightVersion
 
@@ -31,37 +30,6 @@ class RolloutSettings:
     num_threads: int | None = None
     name: str = "rollout-0"
     max_model_len: int | None = None  # prompt + response budget (sizes the vLLM KV cache)
-
-
-def build_backend(settings: RolloutSettings, tokenizer) -> RolloutBackend:
-    if settings.backend == "hf":
-        from tip_ray.models.loading import load_causal_lm
-        from tip_ray.rollout.hf import HFGenerateBackend
-
-        model = load_causal_lm(settings.model_path, dtype=settings.dtype)
-        if torch.cuda.is_available():
-            model = model.cuda()
-        return HFGenerateBackend(
-            model,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            batch_size=int(settings.backend_options.get("batch_size", 64)),
-        )
-    if settings.backend == "vllm":
-        from tip_ray.rollout.vllm_backend import VLLMBackend
-
-        # The engine runs in the learner's dtype and keeps the actor's thread budget; its context
-        # is the run's prompt + response budget, not the model's full window.
-        return VLLMBackend(
-            settings.model_path,
-            tokenizer=tokenizer,
-            dtype=settings.dtype,
-            seed=settings.seed,
-            num_threads=settings.num_threads,
-            max_model_len=settings.max_model_len,
-            **settings.backend_options,
-        )
-    raise ValueError(f"rollout.backend.type {settings.backend!r}: expected 'hf' or 'vllm'")
 
 
 class RolloutWorker:

@@ -17,12 +17,6 @@ import math
 import torch
 from torch import Tensor
 
-LOSSES = ("reverse_kl", "forward_kl", "jsd", "k1", "k3")
-"""Every loss name: three full divergences and two sampled-token estimators."""
-
-DIVERGENCES = ("reverse_kl", "forward_kl", "jsd")
-SAMPLED_ESTIMATORS = ("k1", "k3")
-
 LOG_FLOOR = -1e30
 """Log-probs are clamped here so that a zero-probability category gives 0 * finite, never NaN."""
 
@@ -35,16 +29,6 @@ not turn into a huge forward KL."""
 def compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
     """float64 when any input is float64, else float32 (bf16/fp16 inputs accumulate in float32)."""
     return torch.float64 if torch.float64 in dtypes else torch.float32
-
-
-def check_loss_name(kind: str) -> None:
-    if kind not in LOSSES:
-        raise ValueError(f"unknown loss {kind!r}; valid losses: {', '.join(LOSSES)}")
-
-
-def check_beta(beta: float) -> None:
-    if not 0.0 <= float(beta) <= 1.0:
-        raise ValueError(f"jsd beta must be in [0, 1], got {beta}")
 
 
 def log_probs(scores: Tensor, dtype: torch.dtype | None = None) -> Tensor:
@@ -61,6 +45,47 @@ def _kl(log_a: Tensor, log_b: Tensor) -> Tensor:
     return (log_a.exp() * (log_a - log_b)).sum(dim=-1)
 
 
+def _reverse_kl(student_logprobs: Tensor, teacher_logprobs: Tensor, beta: float) -> Tensor:
+    return _kl(student_logprobs, teacher_logprobs)
+
+
+def _forward_kl(student_logprobs: Tensor, teacher_logprobs: Tensor, beta: float) -> Tensor:
+    return _kl(teacher_logprobs, student_logprobs)
+
+
+def _jsd(student_logprobs: Tensor, teacher_logprobs: Tensor, beta: float) -> Tensor:
+    if beta == 1.0:
+        return _kl(student_logprobs, teacher_logprobs)
+    if beta == 0.0:
+        return _kl(teacher_logprobs, student_logprobs)
+    check_beta(beta)
+    log_mix = torch.logaddexp(teacher_logprobs + math.log(beta), student_logprobs + math.log1p(-beta))
+    return beta * _kl(teacher_logprobs, log_mix) + (1.0 - beta) * _kl(student_logprobs, log_mix)
+
+
+DIVERGENCES = {"reverse_kl": _reverse_kl, "forward_kl": _forward_kl, "jsd": _jsd}
+"""Full divergences by loss name: f(student_logprobs, teacher_logprobs, beta) -> [n]."""
+
+SAMPLED_ESTIMATORS = {
+    "k1": lambda log_ratio: -log_ratio,
+    "k3": lambda log_ratio: torch.expm1(log_ratio) - log_ratio,
+}
+"""Sampled-token estimators by loss name: f(log r) -> [n], r = P_T(y) / P_S(y)."""
+
+LOSSES = (*DIVERGENCES, *SAMPLED_ESTIMATORS)
+"""Every loss name: three full divergences and two sampled-token estimators."""
+
+
+def check_loss_name(kind: str) -> None:
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r}; valid losses: {', '.join(LOSSES)}")
+
+
+def check_beta(beta: float) -> None:
+    if not 0.0 <= float(beta) <= 1.0:
+        raise ValueError(f"jsd beta must be in [0, 1], got {beta}")
+
+
 def divergence_from_logprobs(student_logprobs: Tensor, teacher_logprobs: Tensor, kind: str, beta: float = 0.5) -> Tensor:
     """Per-row divergence between two distributions over the same categories.
 
@@ -68,14 +93,8 @@ def divergence_from_logprobs(student_logprobs: Tensor, teacher_logprobs: Tensor,
     kind: "reverse_kl" (KL(S||T)), "forward_kl" (KL(T||S)) or "jsd" (generalized JSD(beta)).
     Returns [n] in the inputs' dtype; differentiable through both arguments.
     """
-    if kind == "reverse_kl" or (kind == "jsd" and beta == 1.0):
-        return _kl(student_logprobs, teacher_logprobs)
-    if kind == "forward_kl" or (kind == "jsd" and beta == 0.0):
-        return _kl(teacher_logprobs, student_logprobs)
-    if kind == "jsd":
-        check_beta(beta)
-        log_mix = torch.logaddexp(teacher_logprobs + math.log(beta), student_logprobs + math.log1p(-beta))
-        return beta * _kl(teacher_logprobs, log_mix) + (1.0 - beta) * _kl(student_logprobs, log_mix)
+    if kind in DIVERGENCES:
+        return DIVERGENCES[kind](student_logprobs, teacher_logprobs, beta)
     check_loss_name(kind)
     raise ValueError(
         f"loss {kind!r} is a sampled-token estimator, not a full divergence; "
@@ -127,10 +146,8 @@ def sampled_token_estimator(
         )
     dtype = compute_dtype(student_logprob_of_sample.dtype, teacher_logprob_of_sample.dtype)
     log_ratio = teacher_logprob_of_sample.to(dtype) - student_logprob_of_sample.to(dtype)  # log r
-    if kind == "k1":
-        return -log_ratio
-    if kind == "k3":
-        return torch.expm1(log_ratio) - log_ratio
+    if kind in SAMPLED_ESTIMATORS:
+        return SAMPLED_ESTIMATORS[kind](log_ratio)
     check_loss_name(kind)
     raise ValueError(f"loss {kind!r} is a full divergence; sampled_token_estimator takes only k1 or k3")
 

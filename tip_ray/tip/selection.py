@@ -15,40 +15,16 @@ positions of the batch: clip the entropy at its ``entropy_clip_quantile`` (0.98)
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
 from .normalise import clip_and_minmax
 from .taxonomy import CUT_MODES, QUADRANTS, quadrant_labels, resolve_cut_lines
-
-RULES: tuple[str, ...] = (
-    "all",
-    "random",
-    "entropy_topk",
-    "entropy_sample",
-    "soft_or",
-    "q3_only",
-    "divergence_topk",
-    "quadrant",
-)
-"""Every selection rule name."""
-
-_RULE_PARAMS: dict[str, dict[str, Any]] = {
-    "all": {},
-    "random": {},
-    "entropy_topk": {},
-    "entropy_sample": {"importance_weights": False},
-    "soft_or": {"entropy_clip_quantile": 0.98},
-    "q3_only": {"entropy_clip_quantile": 0.98},
-    "divergence_topk": {},
-    "quadrant": {"keep": (1, 2, 3), "weights": None, "entropy_cut": 0.5, "divergence_cut": 0.5, "cut_mode": "quantile",
-                 "entropy_clip_quantile": 0.98},
-}
-"""Parameters each rule accepts, with their defaults."""
 
 _RATIO_TOLERANCE = 1e-9
 
@@ -75,17 +51,6 @@ def selection_positions(selection: Selection) -> Tensor:
 def selected_weights(selection: Selection) -> Tensor:
     """[N] float32 weights of the selected positions, aligned with ``selection_positions``."""
     return selection.weights[selection.mask]
-
-
-def rule_defaults(rule: str) -> dict[str, Any]:
-    """The parameters ``rule`` accepts and their defaults."""
-    _check_rule(rule)
-    return dict(_RULE_PARAMS[rule])
-
-
-def _check_rule(rule: str) -> None:
-    if rule not in RULES:
-        raise ValueError(f"unknown selection rule {rule!r}; valid rules: {', '.join(RULES)}")
 
 
 def keep_counts(response_mask: Tensor, ratio: float) -> Tensor:
@@ -168,6 +133,91 @@ def _quadrant_table(keep, weights) -> list[float]:
     return [0.0] + [1.0 if q in kept else 0.0 for q in QUADRANTS]
 
 
+def _keep_top(scores: Tensor, valid: Tensor, ratio: float) -> Selection:
+    """The k = keep_counts(valid, ratio) highest scores of each rollout, weight 1."""
+    scores = torch.where(valid, scores, 0.0)  # padding may hold NaN; it is never eligible anyway
+    mask = _top_k_per_row(scores, valid.to(torch.int64), keep_counts(valid, ratio))
+    return Selection(mask=mask, weights=mask.to(torch.float32))
+
+
+def _all(entropy, reverse_kl, forward_kl, valid, ratio, generator) -> Selection:
+    return Selection(mask=valid.clone(), weights=valid.to(torch.float32))
+
+
+def _random(entropy, reverse_kl, forward_kl, valid, ratio, generator) -> Selection:
+    return _keep_top(_uniform(valid.shape, entropy, generator), valid, ratio)
+
+
+def _entropy_topk(entropy, reverse_kl, forward_kl, valid, ratio, generator) -> Selection:
+    return _keep_top(entropy.double(), valid, ratio)
+
+
+def _entropy_sample_rule(entropy, reverse_kl, forward_kl, valid, ratio, generator, *,
+                         importance_weights: bool = False) -> Selection:
+    mask, weights = _entropy_sample(entropy, valid, keep_counts(valid, ratio), generator, bool(importance_weights))
+    return Selection(mask=mask, weights=weights)
+
+
+def _soft_or(entropy, reverse_kl, forward_kl, valid, ratio, generator, *,
+             entropy_clip_quantile: float = 0.98) -> Selection:
+    h_hat = clip_and_minmax(entropy, valid, entropy_clip_quantile)
+    d_hat = clip_and_minmax(reverse_kl, valid, None)
+    return _keep_top(h_hat + d_hat - h_hat * d_hat, valid, ratio)
+
+
+def _q3_only(entropy, reverse_kl, forward_kl, valid, ratio, generator, *,
+             entropy_clip_quantile: float = 0.98) -> Selection:
+    h_hat = clip_and_minmax(entropy, valid, entropy_clip_quantile)
+    return _keep_top(forward_kl.double() * (1.0 - h_hat), valid, ratio)
+
+
+def _divergence_topk(entropy, reverse_kl, forward_kl, valid, ratio, generator) -> Selection:
+    return _keep_top(reverse_kl.double(), valid, ratio)
+
+
+def _quadrant(entropy, reverse_kl, forward_kl, valid, ratio, generator, *, keep=None, weights=None,
+              entropy_cut: float = 0.5, divergence_cut: float = 0.5, cut_mode: str = "quantile",
+              entropy_clip_quantile: float = 0.98) -> Selection:
+    if weights is not None and keep is not None:
+        raise ValueError("quadrant rule: give either keep or weights, not both")
+    if cut_mode not in CUT_MODES:
+        raise ValueError(f"unknown cut_mode {cut_mode!r}; valid modes: {', '.join(CUT_MODES)}")
+    keep = (1, 2, 3) if keep is None else keep
+    table = torch.tensor(_quadrant_table(keep, weights), dtype=torch.float32, device=valid.device)
+    cuts = resolve_cut_lines(entropy, reverse_kl, valid, entropy_cut, divergence_cut, cut_mode,
+                             entropy_clip_quantile=entropy_clip_quantile)
+    token_weights = table[quadrant_labels(entropy, reverse_kl, valid, cuts)]
+    return Selection(mask=token_weights > 0, weights=token_weights)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One selection rule: how it picks, the statistics it reads, and whether the retention
+    ratio applies (a rule that keeps what its definition says needs ratio 1)."""
+
+    select: Callable[..., Selection]
+    needs: tuple[str, ...]
+    budgeted: bool = True
+
+    def params(self) -> dict[str, Any]:
+        """The rule's own parameters and their defaults."""
+        return {name: p.default for name, p in inspect.signature(self.select).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+RULES: dict[str, Rule] = {
+    "all": Rule(_all, needs=(), budgeted=False),
+    "random": Rule(_random, needs=()),
+    "entropy_topk": Rule(_entropy_topk, needs=("entropy",)),
+    "entropy_sample": Rule(_entropy_sample_rule, needs=("entropy",)),
+    "soft_or": Rule(_soft_or, needs=("entropy", "reverse_kl")),
+    "q3_only": Rule(_q3_only, needs=("entropy", "forward_kl")),
+    "divergence_topk": Rule(_divergence_topk, needs=("reverse_kl",)),
+    "quadrant": Rule(_quadrant, needs=("entropy", "reverse_kl"), budgeted=False),
+}
+"""Every selection rule by name: the one place a rule name meets its implementation."""
+
+
 def select_tokens(
     rule: str,
     *,
@@ -192,64 +242,19 @@ def select_tokens(
     or per-quadrant ``weights`` {1..4: w}; cut lines ``entropy_cut``, ``divergence_cut`` read as
     quantile levels when ``cut_mode`` is "quantile" (default, batch medians) or values when "fixed").
     """
-    _check_rule(rule)
-    accepted = _RULE_PARAMS[rule]
+    if rule not in RULES:
+        raise ValueError(f"unknown selection rule {rule!r}; valid rules: {', '.join(RULES)}")
+    spec = RULES[rule]
+    accepted = spec.params()
     unknown = sorted(set(rule_params) - set(accepted))
     if unknown:
         raise ValueError(
             f"rule {rule!r} does not take {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'no parameters'}"
         )
-    params = {**accepted, **rule_params}
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) <= 1.0:
         raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
-    if rule in ("all", "quadrant") and float(ratio) != 1.0:
+    if not spec.budgeted and float(ratio) != 1.0:
         raise ValueError(f"rule {rule!r} keeps what its definition says; its ratio must be 1.0, got {ratio}")
-
     stats = {"entropy": entropy, "reverse_kl": reverse_kl, "forward_kl": forward_kl}
-    needed = {
-        "all": (),
-        "random": (),
-        "entropy_topk": ("entropy",),
-        "entropy_sample": ("entropy",),
-        "soft_or": ("entropy", "reverse_kl"),
-        "q3_only": ("entropy", "forward_kl"),
-        "divergence_topk": ("reverse_kl",),
-        "quadrant": ("entropy", "reverse_kl"),
-    }[rule]
-    _check_inputs(stats, response_mask, needed)
-    valid = response_mask
-
-    if rule == "all":
-        return Selection(mask=valid.clone(), weights=valid.to(torch.float32))
-    if rule == "quadrant":
-        if params["weights"] is not None and rule_params.get("keep") is not None:
-            raise ValueError("quadrant rule: give either keep or weights, not both")
-        if params["cut_mode"] not in CUT_MODES:
-            raise ValueError(f"unknown cut_mode {params['cut_mode']!r}; valid modes: {', '.join(CUT_MODES)}")
-        table = torch.tensor(_quadrant_table(params["keep"], params["weights"]), dtype=torch.float32, device=valid.device)
-        cuts = resolve_cut_lines(entropy, reverse_kl, valid, params["entropy_cut"], params["divergence_cut"], params["cut_mode"],
-                                 entropy_clip_quantile=params["entropy_clip_quantile"])
-        weights = table[quadrant_labels(entropy, reverse_kl, valid, cuts)]
-        mask = weights > 0
-        return Selection(mask=mask, weights=weights)
-
-    counts = keep_counts(valid, float(ratio))
-    if rule == "entropy_sample":
-        mask, weights = _entropy_sample(entropy, valid, counts, generator, bool(params["importance_weights"]))
-        return Selection(mask=mask, weights=weights)
-    if rule == "random":
-        scores = _uniform(valid.shape, entropy, generator)
-    elif rule == "entropy_topk":
-        scores = entropy.double()
-    elif rule == "divergence_topk":
-        scores = reverse_kl.double()
-    elif rule == "soft_or":
-        h_hat = clip_and_minmax(entropy, valid, params["entropy_clip_quantile"])
-        d_hat = clip_and_minmax(reverse_kl, valid, None)
-        scores = h_hat + d_hat - h_hat * d_hat
-    else:  # q3_only
-        h_hat = clip_and_minmax(entropy, valid, params["entropy_clip_quantile"])
-        scores = forward_kl.double() * (1.0 - h_hat)
-    scores = torch.where(valid, scores, 0.0)  # padding may hold NaN; it is never eligible anyway
-    mask = _top_k_per_row(scores, valid.to(torch.int64), counts)
-    return Selection(mask=mask, weights=mask.to(torch.float32))
+    _check_inputs(stats, response_mask, spec.needs)
+    return spec.select(entropy, reverse_kl, forward_kl, response_mask, float(ratio), generator, **rule_params)

@@ -1,0 +1,52 @@
+"""Rollout backends by name (`rollout.backend.type`): the one place a backend name meets the code
+that builds it. Each builder imports its engine only when chosen (vLLM is an optional extra)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from tip_ray.rollout.backend import RolloutBackend
+
+
+def _build_hf(settings, tokenizer) -> RolloutBackend:
+    from tip_ray.models.loading import load_causal_lm
+    from tip_ray.rollout.hf import HFGenerateBackend
+
+    model = load_causal_lm(settings.model_path, dtype=settings.dtype)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    return HFGenerateBackend(
+        model,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        batch_size=int(settings.backend_options.get("batch_size", 64)),
+    )
+
+
+def _build_vllm(settings, tokenizer) -> RolloutBackend:
+    from tip_ray.rollout.vllm_backend import VLLMBackend
+
+    # The engine runs in the learner's dtype and keeps the actor's thread budget; its context
+    # is the run's prompt + response budget, not the model's full window.
+    return VLLMBackend(
+        settings.model_path,
+        tokenizer=tokenizer,
+        dtype=settings.dtype,
+        seed=settings.seed,
+        num_threads=settings.num_threads,
+        max_model_len=settings.max_model_len,
+        **settings.backend_options,
+    )
+
+
+ROLLOUT_BACKENDS: dict[str, Callable[..., RolloutBackend]] = {"hf": _build_hf, "vllm": _build_vllm}
+"""Builder of each rollout backend: f(settings, tokenizer) -> RolloutBackend."""
+
+
+def build_backend(settings, tokenizer) -> RolloutBackend:
+    builder = ROLLOUT_BACKENDS.get(settings.backend)
+    if builder is None:
+        raise ValueError(f"rollout.backend.type {settings.backend!r}: expected one of {', '.join(ROLLOUT_BACKENDS)}")
+    return builder(settings, tokenizer)
