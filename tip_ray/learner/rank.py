@@ -167,7 +167,7 @@ class LearnerRank:
         )
         self.teacher_head = None
         if s.teacher_head_path:
-            from tip_ray.teacher.head import load_lm_head
+            from tip_ray.scoring.head import load_lm_head
 
             self.teacher_head = load_lm_head(s.teacher_head_path, rows=s.vocab_size).to(self.device)
         self.step = 0

@@ -119,7 +119,7 @@ class Selector:
     def __init__(self, settings: SelectorSettings):
         from tip_ray.models.loading import limit_torch_threads, load_inference_model
         from tip_ray.models.state_dict import load_full_state_dict
-        from tip_ray.teacher.head import load_lm_head
+        from tip_ray.scoring.head import load_lm_head
 
         limit_torch_threads(settings.num_threads)
         self.settings = settings
