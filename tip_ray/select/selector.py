@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 
 from tip_ray.records import ScoredBatch, SelectedBatch, SelectionSummary
-from tip_ray.teacher.scorer import final_hidden_at_responses
+from tip_ray.scoring.hidden import final_hidden_at_responses
 from tip_ray.tip import (
     CutLines,
     TeacherHidden,
