@@ -22,7 +22,7 @@ import torch
 
 from tip_ray.broadcast import BroadcastGroup, GroupAddress
 
-EXTENSION_QUALNAME = "tip_ray.rollout.vllm_sync.WeightSyncExtension"
+EXTENSION_QUALNAME = "tip_ray.vllm_engine.extension.WeightSyncExtension"
 
 
 class _Counted:
