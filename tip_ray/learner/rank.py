@@ -39,9 +39,9 @@ from tip_ray.learner.lora import (
     learner_state,
     merge_adapters,
     restore_learner_state,
-    trainable_parameters,
 )
 from tip_ray.learner.memory import PeakMemory
+from tip_ray.learner.schedule import build_optimizer
 from tip_ray.records import SelectedBatch, StepResult
 from tip_ray.tip import selective_distill_loss
 
@@ -70,17 +70,6 @@ class LearnerSettings:
     num_threads: int | None = None
     vocab_size: int | None = None  # student vocabulary; a larger (padded) teacher head is cut to it
     lora: LoraSettings | None = None  # train adapters on a frozen base instead of every weight
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
-    """Multiplier of the peak learning rate at optimizer step `step` (0-based)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    span = max(total - warmup, 1)
-    progress = min(max(step - warmup, 0) / span, 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def shard_rows(num_rows: int, rank: int, world: int) -> tuple[int, int]:
@@ -158,13 +147,7 @@ class LearnerRank:
         torch.manual_seed(settings.seed)
         self.model = self._build_model()
         s = settings
-        self.optimizer = torch.optim.AdamW(
-            trainable_parameters(self.model), lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: lr_factor(step, s.total_steps, s.warmup_steps, s.schedule, s.min_lr_ratio),
-        )
+        self.optimizer, self.scheduler = build_optimizer(self.model, s)
         self.teacher_head = None
         if s.teacher_head_path:
             from tip_ray.scoring.head import load_lm_head
