@@ -22,7 +22,6 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,7 +32,6 @@ from tip_ray.constants import LEARNER_GROUP_TIMEOUT_S
 from tip_ray.learner.device import batch_to_device
 from tip_ray.learner.guard import guarded_step
 from tip_ray.learner.lora import (
-    LoraSettings,
     adapter_state,
     add_adapters,
     learner_state,
@@ -42,34 +40,9 @@ from tip_ray.learner.lora import (
 )
 from tip_ray.learner.memory import PeakMemory
 from tip_ray.learner.schedule import build_optimizer
+from tip_ray.learner.settings import LearnerSettings
 from tip_ray.records import SelectedBatch, StepResult
 from tip_ray.tip import selective_distill_loss
-
-
-@dataclass(frozen=True)
-class LearnerSettings:
-    model_path: str
-    teacher_head_path: str | None  # for the `hidden` teacher form
-    world_size: int
-    total_steps: int
-    lr: float
-    weight_decay: float
-    betas: tuple[float, float]
-    eps: float
-    warmup_steps: int
-    schedule: str
-    min_lr_ratio: float
-    grad_clip: float | None
-    micro_batch_size: int
-    loss: str
-    beta: float
-    chunk_size: int
-    dtype: str = "float32"
-    backend: str = "gloo"
-    seed: int = 0
-    num_threads: int | None = None
-    vocab_size: int | None = None  # student vocabulary; a larger (padded) teacher head is cut to it
-    lora: LoraSettings | None = None  # train adapters on a frozen base instead of every weight
 
 
 def shard_rows(num_rows: int, rank: int, world: int) -> tuple[int, int]:

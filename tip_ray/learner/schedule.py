@@ -4,14 +4,11 @@ linear warmup, then constant or cosine decay to a floor."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
 from tip_ray.learner.lora import trainable_parameters
-
-if TYPE_CHECKING:
-    from tip_ray.learner.rank import LearnerSettings
+from tip_ray.learner.settings import LearnerSettings
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
