@@ -31,6 +31,7 @@ from tip_ray.broadcast import BroadcastGroup, free_port
 from tip_ray.constants import LEARNER_GROUP_TIMEOUT_S
 from tip_ray.learner.device import batch_to_device
 from tip_ray.learner.guard import guarded_step
+from tip_ray.learner.input_guard import count_nonfinite_inputs
 from tip_ray.learner.lora import (
     adapter_state,
     add_adapters,
@@ -334,36 +335,6 @@ class LearnerRank:
     def shutdown(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def count_nonfinite_inputs(batch: SelectedBatch) -> int:
-    """NaN/inf values in what the learner trains on (teacher signal, weights, statistics).
-
-    Log-probs may be -inf (a token the teacher rules out); NaN or +inf are never valid.
-    """
-    from tip_ray.tip.signal import FullLogProbs, TeacherHidden, TopKLogProbs
-
-    def not_finite(t: torch.Tensor) -> int:
-        return int((~torch.isfinite(t)).sum()) if t.numel() else 0
-
-    def not_logprob(t: torch.Tensor) -> int:
-        return int((torch.isnan(t) | (t == math.inf)).sum()) if t.numel() else 0
-
-    sig = batch.teacher
-    if isinstance(sig, TeacherHidden):
-        bad = not_finite(sig.hidden)
-    elif isinstance(sig, FullLogProbs):
-        bad = not_logprob(sig.logprobs)
-    elif isinstance(sig, TopKLogProbs):
-        bad = not_logprob(sig.logprobs) + not_logprob(sig.tail_logprob)
-    else:
-        bad = 0
-    bad += not_finite(batch.weights) + not_logprob(batch.teacher_sampled_logprobs)
-    # The selector's statistics cover every response token, selected or not: a NaN there means
-    # the teacher signal was bad somewhere and the selection itself cannot be trusted.
-    summary = batch.summary
-    bad += sum(not math.isfinite(v) for v in (summary.mean_entropy, summary.mean_reverse_kl))
-    return bad
 
 
 def _zero_weight_like(batch: SelectedBatch) -> SelectedBatch:
