@@ -34,7 +34,6 @@ from tip_ray.learner.guard import guarded_step
 from tip_ray.learner.input_guard import count_nonfinite_inputs
 from tip_ray.learner.lora import (
     adapter_state,
-    add_adapters,
     learner_state,
     merge_adapters,
     restore_learner_state,
@@ -42,8 +41,8 @@ from tip_ray.learner.lora import (
 from tip_ray.learner.memory import PeakMemory
 from tip_ray.learner.schedule import build_optimizer
 from tip_ray.learner.settings import LearnerSettings
+from tip_ray.learner.student import build_sharded_student
 from tip_ray.records import SelectedBatch, StepResult
-from tip_ray.tip import selective_distill_loss
 
 
 def shard_rows(num_rows: int, rank: int, world: int) -> tuple[int, int]:
@@ -51,43 +50,6 @@ def shard_rows(num_rows: int, rank: int, world: int) -> tuple[int, int]:
     base, extra = divmod(num_rows, world)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
-
-
-class SelectiveStudent(torch.nn.Module):
-    """The FSDP root: the trunk plus the selective loss, so the root's parameters (embeddings,
-    final norm, LM head) are unsharded for exactly the duration of the loss computation."""
-
-    def __init__(self, causal_lm: torch.nn.Module):
-        super().__init__()
-        self.lm = causal_lm
-
-    def forward(self, batch: SelectedBatch, *, loss: str, beta: float, chunk_size: int,
-                global_count: float, teacher_head: torch.Tensor | None) -> torch.Tensor:
-        width = int(batch.attention_mask.sum(1).max()) if batch.attention_mask.numel() else 1
-        hidden = self.lm.model(
-            input_ids=batch.input_ids[:, :width], attention_mask=batch.attention_mask[:, :width]
-        ).last_hidden_state
-        # The token at (row, t) is predicted by the hidden state at (row, t - 1).
-        predicting = batch.positions.clone()
-        predicting[:, 1] -= 1
-        head = self.lm.get_output_embeddings().weight
-        if predicting.shape[0] == 0:
-            # Nothing selected here: a zero that still reaches every parameter, so that the
-            # backward pass (and FSDP's gradient reduction) runs like on any other rank.
-            return hidden.sum() * 0.0 + head.sum() * 0.0
-        return selective_distill_loss(
-            hidden,
-            head,
-            predicting,
-            batch.teacher,
-            batch.weights,
-            loss=loss,
-            beta=beta,
-            global_token_count=global_count,
-            teacher_head=teacher_head,
-            chunk_size=chunk_size,
-            sampled_tokens=batch.sampled_tokens,
-        )
 
 
 class LearnerRank:
@@ -119,7 +81,7 @@ class LearnerRank:
             timeout=__import__("datetime").timedelta(seconds=LEARNER_GROUP_TIMEOUT_S),
         )
         torch.manual_seed(settings.seed)
-        self.model = self._build_model()
+        self.model = build_sharded_student(settings, self.device)
         s = settings
         self.optimizer, self.scheduler = build_optimizer(self.model, s)
         self.teacher_head = None
@@ -129,29 +91,6 @@ class LearnerRank:
             self.teacher_head = load_lm_head(s.teacher_head_path, rows=s.vocab_size).to(self.device)
         self.step = 0
         return rank
-
-    def _build_model(self) -> torch.nn.Module:
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-        from tip_ray.models.loading import load_causal_lm
-
-        lm = load_causal_lm(self.settings.model_path, dtype="float32").to(self.device)
-        lm.train()
-        # Dropout would make the selector's statistics and the learner's loss disagree.
-        for module in lm.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-        if self.settings.lora is not None:
-            lm = add_adapters(lm, self.settings.lora)
-        wrapper = SelectiveStudent(lm)
-        mp = None
-        if self.settings.dtype == "bfloat16":
-            mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-        kwargs = {"mp_policy": mp} if mp is not None else {}
-        for layer in lm.model.layers:
-            fully_shard(layer, **kwargs)
-        fully_shard(wrapper, **kwargs)
-        return wrapper
 
     def ready(self) -> int:
         return self.rank
