@@ -27,8 +27,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from tip_ray.broadcast import BroadcastGroup, free_port
-from tip_ray.constants import LEARNER_GROUP_TIMEOUT_S
+from tip_ray.broadcast import BroadcastGroup
 from tip_ray.learner.device import batch_to_device
 from tip_ray.learner.guard import guarded_step
 from tip_ray.learner.input_guard import count_nonfinite_inputs
@@ -39,6 +38,7 @@ from tip_ray.learner.lora import (
     restore_learner_state,
 )
 from tip_ray.learner.memory import PeakMemory
+from tip_ray.learner.process_group import join_process_group, leave_process_group, rendezvous_address
 from tip_ray.learner.schedule import build_optimizer
 from tip_ray.learner.settings import LearnerSettings
 from tip_ray.learner.student import build_sharded_student
@@ -64,22 +64,13 @@ class LearnerRank:
 
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's reachable address and a free port, for the process group's rendezvous."""
-        import ray
-
-        host = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
-        return host, free_port()
+        return rendezvous_address()
 
     def setup(self, master_addr: str, master_port: int) -> int:
         """Join the process group and build the sharded model and optimizer."""
         settings = self.settings
         rank = self.rank
-        os.environ["MASTER_ADDR"] = master_addr
-        os.environ["MASTER_PORT"] = str(master_port)
-        self.device = torch.device("cuda", torch.cuda.current_device()) if settings.backend == "nccl" else torch.device("cpu")
-        dist.init_process_group(
-            settings.backend, rank=rank, world_size=settings.world_size,
-            timeout=__import__("datetime").timedelta(seconds=LEARNER_GROUP_TIMEOUT_S),
-        )
+        self.device = join_process_group(settings, rank, master_addr, master_port)
         torch.manual_seed(settings.seed)
         self.model = build_sharded_student(settings, self.device)
         s = settings
@@ -272,8 +263,7 @@ class LearnerRank:
         return self.step
 
     def shutdown(self) -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        leave_process_group()
 
 
 def _zero_weight_like(batch: SelectedBatch) -> SelectedBatch:
