@@ -26,12 +26,8 @@ import torch
 import torch.distributed as dist
 
 from tip_ray.broadcast import BroadcastGroup
-from tip_ray.learner.lora import (
-    adapter_state,
-    learner_state,
-    merge_adapters,
-    restore_learner_state,
-)
+from tip_ray.learner.gather import gather_adapters, gather_full_weights
+from tip_ray.learner.lora import learner_state, restore_learner_state
 from tip_ray.learner.memory import PeakMemory
 from tip_ray.learner.process_group import join_process_group, leave_process_group, rendezvous_address
 from tip_ray.learner.schedule import build_optimizer
@@ -87,16 +83,9 @@ class LearnerRank:
     def full_state_dict(self, broadcast: bool = False) -> dict[str, torch.Tensor] | None:
         """Gather the full weights (every rank must call); rank 0 returns them, others None.
         With `broadcast`, rank 0 also sends them to its weight group's receivers first."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        state = get_model_state_dict(
-            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-        )
-        if self.rank != 0:
+        state = gather_full_weights(self.model, self.rank, self.settings.lora)
+        if state is None:
             return None
-        state = {k.removeprefix("lm."): v for k, v in state.items()}
-        if self.settings.lora is not None:  # rollout engines hold a plain model
-            state = merge_adapters(state, self.settings.lora.scaling)
         if broadcast:
             if self.weight_group is None:
                 raise RuntimeError("weight broadcast: learner rank 0 has no weight group; call join_weight_group first")
@@ -105,11 +94,7 @@ class LearnerRank:
 
     def adapter_weights(self) -> dict[str, torch.Tensor] | None:
         """The full LoRA adapters (every rank must call); rank 0 returns them, others None."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-        state = get_model_state_dict(self.model, options=options)
-        return adapter_state({k.removeprefix("lm."): v for k, v in state.items()}) if self.rank == 0 else None
+        return gather_adapters(self.model, self.rank)
 
     def gather_weights(self, broadcast: bool = False) -> tuple[int, dict[str, torch.Tensor] | None]:
         """full_state_dict as two return values (call with num_returns=2): the number of tensors,
