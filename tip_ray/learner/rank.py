@@ -2,34 +2,25 @@
 
 The learner is algorithm-blind: it receives a SelectedBatch (sequences, selected positions,
 per-token weights, teacher signal there), runs the trunk, applies the LM head with gradient only
-to the selected hidden states, and steps the optimizer. Every rank gets the whole batch and trains
-its own contiguous slice of rows; the loss is normalised by the global selected-token count, so
-the result does not depend on how rows are split over ranks and micro-batches.
+to the selected hidden states, and steps the optimizer. The actor only holds the rank's state and
+composes the modules that do the work:
 
-Bad numbers never reach the weights: a batch whose teacher signal, token weights or statistics
-hold NaN/inf is refused before the forward pass, and an update whose loss or gradient norm is not
-finite, or that would make a weight non-finite (tip_ray.learner.guard), is not applied (all come
-back as a skipped StepResult; the run counts them).
-
-Checkpoints are sharded: every rank writes its own shard of the weights and of the optimizer
-state with torch.distributed.checkpoint (no rank ever holds the whole optimizer state, and a
-checkpoint loads on another number of ranks), plus a small file with its scheduler, step and RNG.
+- process_group.py: rendezvous, joining and leaving the group;
+- student.py: the student and its FSDP2 sharding; schedule.py: AdamW and the learning rate;
+- train_step.py: one update (rows sliced over ranks, micro-batches, gradient norm and clipping),
+  refusing bad numbers (input_guard.py before the forward pass, guard.py for the update itself);
+- gather.py: full weights or adapters onto rank 0; rank_checkpoint.py: this rank's checkpoint.
 """
 
 from __future__ import annotations
 
-import os
-import random
-from pathlib import Path
-
 import torch
-import torch.distributed as dist
 
 from tip_ray.broadcast import BroadcastGroup
 from tip_ray.learner.gather import gather_adapters, gather_full_weights
-from tip_ray.learner.lora import learner_state, restore_learner_state
 from tip_ray.learner.memory import PeakMemory
 from tip_ray.learner.process_group import join_process_group, leave_process_group, rendezvous_address
+from tip_ray.learner.rank_checkpoint import load_rank_checkpoint, save_rank_checkpoint
 from tip_ray.learner.schedule import build_optimizer
 from tip_ray.learner.settings import LearnerSettings
 from tip_ray.learner.student import build_sharded_student
@@ -112,62 +103,20 @@ class LearnerRank:
         return 0
 
     def save_checkpoint(self, folder: str) -> list[str]:
-        """Write this rank's part of a checkpoint into `folder` (every rank calls it together):
-        its shard of the weights and optimizer state under shards/ (torch.distributed.checkpoint)
-        and rank_<r>.pt with the scheduler, the applied-update count and the RNG states.
-        Returns the files this rank wrote, relative to `folder`."""
-        import torch.distributed.checkpoint as dcp
-
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        # Before the first applied update AdamW has no state; asking for it would create some
-        # (a zero step), and a resumed run would then differ from one that never stopped.
-        has_optimizer_state = bool(self.optimizer.state)
-        lora = self.settings.lora is not None
-        model_state, optim_state = learner_state(self.model, self.optimizer if has_optimizer_state else None, lora)
-        state = {"model": model_state} if optim_state is None else {"model": model_state, "optim": optim_state}
-        dcp.save(state, checkpoint_id=str(out / "shards"))
-        extras = {
-            "step": self.step,
-            "world_size": self.settings.world_size,
-            "has_optimizer_state": has_optimizer_state,
-            "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-        }
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            extras["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        own = out / f"rank_{self.rank}.pt"
-        tmp = own.with_name(own.name + ".tmp")
-        torch.save(extras, tmp)
-        os.replace(tmp, own)
-        dist.barrier()
-        written = [own.name] + [p.relative_to(out).as_posix() for p in (out / "shards").iterdir()]
-        return sorted(written)
+        """Write this rank's part of a checkpoint into `folder` (every rank calls it together);
+        returns the files this rank wrote, relative to `folder` (see learner/rank_checkpoint.py)."""
+        return save_rank_checkpoint(
+            folder, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, step=self.step,
+            rank=self.rank, settings=self.settings, device=self.device,
+        )
 
     def load_checkpoint(self, folder: str) -> int:
         """Restore weights, optimizer, scheduler, step and RNG from `folder` (every rank calls it
         together); the shards are re-split if the number of ranks changed. Returns the step."""
-        import torch.distributed.checkpoint as dcp
-
-        src = Path(folder)
-        own = src / f"rank_{self.rank}.pt"
-        # weights_only: a checkpoint file can hold tensors and plain values, never code.
-        extras = torch.load(own if own.exists() else src / "rank_0.pt", weights_only=True)
-        lora = self.settings.lora is not None
-        optimizer = self.optimizer if extras["has_optimizer_state"] else None
-        model_state, optim_state = learner_state(self.model, optimizer, lora)
-        state = {"model": model_state} if optim_state is None else {"model": model_state, "optim": optim_state}
-        dcp.load(state, checkpoint_id=str(src / "shards"))
-        restore_learner_state(self.model, optimizer, state["model"], state.get("optim"), lora)
-        self.scheduler.load_state_dict(extras["scheduler"])
-        self.step = int(extras["step"])
-        torch.set_rng_state(extras["torch_rng"])
-        version, internal, gauss = extras["python_rng"]
-        random.setstate((version, tuple(internal), gauss))
-        if "cuda_rng" in extras and self.device.type == "cuda":
-            torch.cuda.set_rng_state(extras["cuda_rng"], self.device)
-        dist.barrier()
+        self.step = load_rank_checkpoint(
+            folder, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+            rank=self.rank, settings=self.settings, device=self.device,
+        )
         return self.step
 
     def shutdown(self) -> None:
