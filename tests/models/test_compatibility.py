@@ -9,7 +9,7 @@ import torch
 
 from tip_ray.models.loading import check_compatible
 from tip_ray.models.tiny import DEFAULT_TEACHER_SPEC, build_char_tokenizer, build_tiny_model, save_model
-from tip_ray.teacher.head import load_lm_head
+from tip_ray.scoring.head import load_lm_head
 
 
 def test_same_pair_is_compatible(tiny_pair):

@@ -9,7 +9,7 @@ from tip_ray.records import PromptBatch, ScoredBatch
 from tip_ray.tip.signal import TeacherHidden
 from tip_ray.rollout.backend import Sample
 from tip_ray.rollout.pack import pack_rollout
-from tip_ray.select.selector import merge_scored
+from tip_ray.scoring.merge import merge_scored
 
 PAD = 7
 

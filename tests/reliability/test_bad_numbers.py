@@ -103,7 +103,7 @@ def test_nonfinite_teacher_signal_with_a_divergence_rule_is_skipped_not_fatal(st
 
 def test_minus_infinity_is_a_valid_teacher_logprob():
     """A token the teacher rules out has log-prob -inf; only NaN and +inf are refused."""
-    from tip_ray.learner.rank import count_nonfinite_inputs
+    from tip_ray.learner.input_guard import count_nonfinite_inputs
     from tip_ray.records import SelectedBatch, SelectionSummary
     from tip_ray.tip.signal import FullLogProbs
 

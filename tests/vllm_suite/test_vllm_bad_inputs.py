@@ -17,11 +17,9 @@ from tip_ray.models.tiny import build_char_tokenizer
 require_vllm()
 pytestmark = pytest.mark.vllm
 
-from tip_ray.rollout.vllm_backend import (  # noqa: E402
-    TokenizerMismatchError,
-    VLLMBackend,
-    VLLMLoadError,
-)
+from tip_ray.rollout.vllm_backend import VLLMBackend  # noqa: E402
+from tip_ray.vllm_engine.engine import VLLMLoadError  # noqa: E402
+from tip_ray.vllm_engine.tokenizer_check import TokenizerMismatchError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -122,7 +122,8 @@ def test_served_teacher_equals_the_in_process_topk_path(served_teacher, teacher_
 
 def _full_logprobs(scored, teacher_dir, rollout):
     """The in-process teacher's full log-probs at the response positions (for the tie check)."""
-    from tip_ray.teacher.scorer import chunked_logprobs, final_hidden_at_responses
+    from tip_ray.scoring.hidden import final_hidden_at_responses
+    from tip_ray.teacher.scorer import chunked_logprobs
 
     _, model = teacher_dir
     hidden = final_hidden_at_responses(model.eval(), rollout, 16)

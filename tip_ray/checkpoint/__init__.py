@@ -3,7 +3,7 @@ state (data position, policy version, counters, RNGs), putting a run folder back
 one driver per run folder, and keeping secrets out of what a run writes.
 
 The learner's own state (FSDP-sharded weights and optimizer, scheduler, RNG) is written by the
-learner ranks themselves: see tip_ray.learner.rank.LearnerRank.save_checkpoint.
+learner ranks themselves: see tip_ray.learner.rank_checkpoint.
 """
 
 from tip_ray.checkpoint.lock import RunFolderBusy, RunLock

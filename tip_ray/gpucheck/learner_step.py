@@ -21,7 +21,8 @@ import torch
 import torch.distributed as dist
 
 from tip_ray.broadcast import free_port
-from tip_ray.learner.rank import LearnerRank, LearnerSettings
+from tip_ray.learner.rank import LearnerRank
+from tip_ray.learner.settings import LearnerSettings
 from tip_ray.records import SelectedBatch, SelectionSummary
 from tip_ray.tip import TeacherHidden, select_tokens, selected_weights, selection_positions
 

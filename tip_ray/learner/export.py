@@ -29,7 +29,7 @@ def export_hf(state_dict: Mapping[str, torch.Tensor], base_model_path: str, out_
     folder appears under its final name only once complete."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from tip_ray.rollout.hf import load_full_state_dict
+    from tip_ray.models.state_dict import load_full_state_dict
 
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")

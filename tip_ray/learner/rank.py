@@ -2,129 +2,30 @@
 
 The learner is algorithm-blind: it receives a SelectedBatch (sequences, selected positions,
 per-token weights, teacher signal there), runs the trunk, applies the LM head with gradient only
-to the selected hidden states, and steps the optimizer. Every rank gets the whole batch and trains
-its own contiguous slice of rows; the loss is normalised by the global selected-token count, so
-the result does not depend on how rows are split over ranks and micro-batches.
+to the selected hidden states, and steps the optimizer. The actor only holds the rank's state and
+composes the modules that do the work:
 
-Bad numbers never reach the weights: a batch whose teacher signal, token weights or statistics
-hold NaN/inf is refused before the forward pass, and an update whose loss or gradient norm is not
-finite, or that would make a weight non-finite (tip_ray.learner.guard), is not applied (all come
-back as a skipped StepResult; the run counts them).
-
-Checkpoints are sharded: every rank writes its own shard of the weights and of the optimizer
-state with torch.distributed.checkpoint (no rank ever holds the whole optimizer state, and a
-checkpoint loads on another number of ranks), plus a small file with its scheduler, step and RNG.
+- process_group.py: rendezvous, joining and leaving the group;
+- student.py: the student and its FSDP2 sharding; schedule.py: AdamW and the learning rate;
+- train_step.py: one update (rows sliced over ranks, micro-batches, gradient norm and clipping),
+  refusing bad numbers (input_guard.py before the forward pass, guard.py for the update itself);
+- gather.py: full weights or adapters onto rank 0; rank_checkpoint.py: this rank's checkpoint.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import random
-import time
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
-import torch.distributed as dist
 
-from tip_ray.broadcast import BroadcastGroup, free_port
-from tip_ray.constants import LEARNER_GROUP_TIMEOUT_S
-from tip_ray.learner.device import batch_to_device
-from tip_ray.learner.guard import guarded_step
-from tip_ray.learner.lora import (
-    LoraSettings,
-    adapter_state,
-    add_adapters,
-    learner_state,
-    merge_adapters,
-    restore_learner_state,
-    trainable_parameters,
-)
+from tip_ray.broadcast import BroadcastGroup
+from tip_ray.learner.gather import gather_adapters, gather_full_weights
 from tip_ray.learner.memory import PeakMemory
+from tip_ray.learner.process_group import join_process_group, leave_process_group, rendezvous_address
+from tip_ray.learner.rank_checkpoint import load_rank_checkpoint, save_rank_checkpoint
+from tip_ray.learner.schedule import build_optimizer
+from tip_ray.learner.settings import LearnerSettings
+from tip_ray.learner.student import build_sharded_student
+from tip_ray.learner.train_step import train_step
 from tip_ray.records import SelectedBatch, StepResult
-from tip_ray.tip import selective_distill_loss
-
-
-@dataclass(frozen=True)
-class LearnerSettings:
-    model_path: str
-    teacher_head_path: str | None  # for the `hidden` teacher form
-    world_size: int
-    total_steps: int
-    lr: float
-    weight_decay: float
-    betas: tuple[float, float]
-    eps: float
-    warmup_steps: int
-    schedule: str
-    min_lr_ratio: float
-    grad_clip: float | None
-    micro_batch_size: int
-    loss: str
-    beta: float
-    chunk_size: int
-    dtype: str = "float32"
-    backend: str = "gloo"
-    seed: int = 0
-    num_threads: int | None = None
-    vocab_size: int | None = None  # student vocabulary; a larger (padded) teacher head is cut to it
-    lora: LoraSettings | None = None  # train adapters on a frozen base instead of every weight
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
-    """Multiplier of the peak learning rate at optimizer step `step` (0-based)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    span = max(total - warmup, 1)
-    progress = min(max(step - warmup, 0) / span, 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def shard_rows(num_rows: int, rank: int, world: int) -> tuple[int, int]:
-    """Contiguous, near-equal slice of rows for `rank`."""
-    base, extra = divmod(num_rows, world)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (1 if rank < extra else 0)
-
-
-class SelectiveStudent(torch.nn.Module):
-    """The FSDP root: the trunk plus the selective loss, so the root's parameters (embeddings,
-    final norm, LM head) are unsharded for exactly the duration of the loss computation."""
-
-    def __init__(self, causal_lm: torch.nn.Module):
-        super().__init__()
-        self.lm = causal_lm
-
-    def forward(self, batch: SelectedBatch, *, loss: str, beta: float, chunk_size: int,
-                global_count: float, teacher_head: torch.Tensor | None) -> torch.Tensor:
-        width = int(batch.attention_mask.sum(1).max()) if batch.attention_mask.numel() else 1
-        hidden = self.lm.model(
-            input_ids=batch.input_ids[:, :width], attention_mask=batch.attention_mask[:, :width]
-        ).last_hidden_state
-        # The token at (row, t) is predicted by the hidden state at (row, t - 1).
-        predicting = batch.positions.clone()
-        predicting[:, 1] -= 1
-        head = self.lm.get_output_embeddings().weight
-        if predicting.shape[0] == 0:
-            # Nothing selected here: a zero that still reaches every parameter, so that the
-            # backward pass (and FSDP's gradient reduction) runs like on any other rank.
-            return hidden.sum() * 0.0 + head.sum() * 0.0
-        return selective_distill_loss(
-            hidden,
-            head,
-            predicting,
-            batch.teacher,
-            batch.weights,
-            loss=loss,
-            beta=beta,
-            global_token_count=global_count,
-            teacher_head=teacher_head,
-            chunk_size=chunk_size,
-            sampled_tokens=batch.sampled_tokens,
-        )
 
 
 class LearnerRank:
@@ -139,154 +40,43 @@ class LearnerRank:
 
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's reachable address and a free port, for the process group's rendezvous."""
-        import ray
-
-        host = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
-        return host, free_port()
+        return rendezvous_address()
 
     def setup(self, master_addr: str, master_port: int) -> int:
         """Join the process group and build the sharded model and optimizer."""
         settings = self.settings
         rank = self.rank
-        os.environ["MASTER_ADDR"] = master_addr
-        os.environ["MASTER_PORT"] = str(master_port)
-        self.device = torch.device("cuda", torch.cuda.current_device()) if settings.backend == "nccl" else torch.device("cpu")
-        dist.init_process_group(
-            settings.backend, rank=rank, world_size=settings.world_size,
-            timeout=__import__("datetime").timedelta(seconds=LEARNER_GROUP_TIMEOUT_S),
-        )
+        self.device = join_process_group(settings, rank, master_addr, master_port)
         torch.manual_seed(settings.seed)
-        self.model = self._build_model()
+        self.model = build_sharded_student(settings, self.device)
         s = settings
-        self.optimizer = torch.optim.AdamW(
-            trainable_parameters(self.model), lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: lr_factor(step, s.total_steps, s.warmup_steps, s.schedule, s.min_lr_ratio),
-        )
+        self.optimizer, self.scheduler = build_optimizer(self.model, s)
         self.teacher_head = None
         if s.teacher_head_path:
-            from tip_ray.teacher.head import load_lm_head
+            from tip_ray.scoring.head import load_lm_head
 
             self.teacher_head = load_lm_head(s.teacher_head_path, rows=s.vocab_size).to(self.device)
         self.step = 0
         return rank
-
-    def _build_model(self) -> torch.nn.Module:
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-        from tip_ray.models.loading import load_causal_lm
-
-        lm = load_causal_lm(self.settings.model_path, dtype="float32").to(self.device)
-        lm.train()
-        # Dropout would make the selector's statistics and the learner's loss disagree.
-        for module in lm.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-        if self.settings.lora is not None:
-            lm = add_adapters(lm, self.settings.lora)
-        wrapper = SelectiveStudent(lm)
-        mp = None
-        if self.settings.dtype == "bfloat16":
-            mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-        kwargs = {"mp_policy": mp} if mp is not None else {}
-        for layer in lm.model.layers:
-            fully_shard(layer, **kwargs)
-        fully_shard(wrapper, **kwargs)
-        return wrapper
 
     def ready(self) -> int:
         return self.rank
 
     def train_step(self, batch: SelectedBatch) -> StepResult:
         """One optimizer update on this rank's rows of `batch` (all ranks call it together)."""
-        start = time.perf_counter()
-        self.memory.start()
-        s = self.settings
-        batch = batch_to_device(batch, self.device)
-        bad_inputs = count_nonfinite_inputs(batch)
-        if bad_inputs:
-            # Every rank holds the whole batch, so all of them refuse it together (no collective).
-            return StepResult(
-                step=self.step, loss=math.nan, grad_norm=math.nan, lr=self.scheduler.get_last_lr()[0],
-                num_selected=batch.num_selected, skipped=True, seconds=time.perf_counter() - start,
-                peak_memory_mib=self.memory.stop(), extra={"nonfinite_inputs": float(bad_inputs)},
-            )
-        global_count = float(batch.weights.numel())
-        lo, hi = shard_rows(batch.input_ids.shape[0], self.rank, s.world_size)
-        local = batch.rows(lo, hi)
-        # Every rank runs the same number of micro-batches: FSDP's collectives must pair up.
-        rows_per_rank = math.ceil(batch.input_ids.shape[0] / s.world_size)
-        num_micro = max(1, math.ceil(rows_per_rank / s.micro_batch_size))
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)  # NCCL reduces device tensors only
-        for m in range(num_micro):
-            a = min(m * s.micro_batch_size, local.input_ids.shape[0])
-            b = min(a + s.micro_batch_size, local.input_ids.shape[0])
-            micro = local.rows(a, b) if b > a else local.rows(0, 0)
-            if micro.input_ids.shape[0] == 0:
-                # An idle rank still joins the collectives: a zero-weight pass over one row.
-                micro = _zero_weight_like(batch)
-            self.model.set_requires_gradient_sync(m == num_micro - 1)
-            loss = self.model(
-                micro, loss=s.loss, beta=s.beta, chunk_size=s.chunk_size,
-                global_count=max(global_count, 1.0), teacher_head=self.teacher_head,
-            )
-            # FSDP averages gradients over ranks; the loss is a global sum over tokens, so scale.
-            (loss * s.world_size).backward()
-            loss_sum += loss.detach().double()
-        dist.all_reduce(loss_sum)
-        grad_norm = self._grad_norm()
-        skipped = not (math.isfinite(float(loss_sum)) and math.isfinite(grad_norm))
-        extra: dict[str, float] = {}
-        if not skipped:
-            if s.grad_clip is not None and grad_norm > s.grad_clip:
-                scale = s.grad_clip / (grad_norm + 1e-6)
-                for p in self.model.parameters():
-                    if p.grad is not None:
-                        p.grad.mul_(scale)
-            bad_weights = guarded_step(self.model, self.optimizer)
-            if bad_weights:  # refused whole: weights and optimizer state as they were
-                skipped, extra = True, {"nonfinite_weights": float(bad_weights)}
-            else:
-                self.scheduler.step()
-                self.step += 1
-        self.optimizer.zero_grad(set_to_none=True)
-        return StepResult(
-            step=self.step,
-            loss=float(loss_sum),
-            grad_norm=grad_norm,
-            lr=self.scheduler.get_last_lr()[0],
-            num_selected=batch.num_selected,
-            skipped=skipped,
-            seconds=time.perf_counter() - start,
-            peak_memory_mib=self.memory.stop(),
-            extra=extra,
+        result = train_step(
+            self.model, self.optimizer, self.scheduler, batch, settings=self.settings, rank=self.rank,
+            step=self.step, device=self.device, teacher_head=self.teacher_head, memory=self.memory,
         )
-
-    def _grad_norm(self) -> float:
-        squares = torch.zeros((), dtype=torch.float64, device=self.device)
-        for p in self.model.parameters():
-            if p.grad is None:
-                continue
-            g = p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad
-            squares += g.double().pow(2).sum()
-        dist.all_reduce(squares)
-        return float(squares.sqrt())
+        self.step = result.step
+        return result
 
     def full_state_dict(self, broadcast: bool = False) -> dict[str, torch.Tensor] | None:
         """Gather the full weights (every rank must call); rank 0 returns them, others None.
         With `broadcast`, rank 0 also sends them to its weight group's receivers first."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        state = get_model_state_dict(
-            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-        )
-        if self.rank != 0:
+        state = gather_full_weights(self.model, self.rank, self.settings.lora)
+        if state is None:
             return None
-        state = {k.removeprefix("lm."): v for k, v in state.items()}
-        if self.settings.lora is not None:  # rollout engines hold a plain model
-            state = merge_adapters(state, self.settings.lora.scaling)
         if broadcast:
             if self.weight_group is None:
                 raise RuntimeError("weight broadcast: learner rank 0 has no weight group; call join_weight_group first")
@@ -295,11 +85,7 @@ class LearnerRank:
 
     def adapter_weights(self) -> dict[str, torch.Tensor] | None:
         """The full LoRA adapters (every rank must call); rank 0 returns them, others None."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-        state = get_model_state_dict(self.model, options=options)
-        return adapter_state({k.removeprefix("lm."): v for k, v in state.items()}) if self.rank == 0 else None
+        return gather_adapters(self.model, self.rank)
 
     def gather_weights(self, broadcast: bool = False) -> tuple[int, dict[str, torch.Tensor] | None]:
         """full_state_dict as two return values (call with num_returns=2): the number of tensors,
@@ -317,111 +103,21 @@ class LearnerRank:
         return 0
 
     def save_checkpoint(self, folder: str) -> list[str]:
-        """Write this rank's part of a checkpoint into `folder` (every rank calls it together):
-        its shard of the weights and optimizer state under shards/ (torch.distributed.checkpoint)
-        and rank_<r>.pt with the scheduler, the applied-update count and the RNG states.
-        Returns the files this rank wrote, relative to `folder`."""
-        import torch.distributed.checkpoint as dcp
-
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        # Before the first applied update AdamW has no state; asking for it would create some
-        # (a zero step), and a resumed run would then differ from one that never stopped.
-        has_optimizer_state = bool(self.optimizer.state)
-        lora = self.settings.lora is not None
-        model_state, optim_state = learner_state(self.model, self.optimizer if has_optimizer_state else None, lora)
-        state = {"model": model_state} if optim_state is None else {"model": model_state, "optim": optim_state}
-        dcp.save(state, checkpoint_id=str(out / "shards"))
-        extras = {
-            "step": self.step,
-            "world_size": self.settings.world_size,
-            "has_optimizer_state": has_optimizer_state,
-            "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-        }
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            extras["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        own = out / f"rank_{self.rank}.pt"
-        tmp = own.with_name(own.name + ".tmp")
-        torch.save(extras, tmp)
-        os.replace(tmp, own)
-        dist.barrier()
-        written = [own.name] + [p.relative_to(out).as_posix() for p in (out / "shards").iterdir()]
-        return sorted(written)
+        """Write this rank's part of a checkpoint into `folder` (every rank calls it together);
+        returns the files this rank wrote, relative to `folder` (see learner/rank_checkpoint.py)."""
+        return save_rank_checkpoint(
+            folder, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, step=self.step,
+            rank=self.rank, settings=self.settings, device=self.device,
+        )
 
     def load_checkpoint(self, folder: str) -> int:
         """Restore weights, optimizer, scheduler, step and RNG from `folder` (every rank calls it
         together); the shards are re-split if the number of ranks changed. Returns the step."""
-        import torch.distributed.checkpoint as dcp
-
-        src = Path(folder)
-        own = src / f"rank_{self.rank}.pt"
-        # weights_only: a checkpoint file can hold tensors and plain values, never code.
-        extras = torch.load(own if own.exists() else src / "rank_0.pt", weights_only=True)
-        lora = self.settings.lora is not None
-        optimizer = self.optimizer if extras["has_optimizer_state"] else None
-        model_state, optim_state = learner_state(self.model, optimizer, lora)
-        state = {"model": model_state} if optim_state is None else {"model": model_state, "optim": optim_state}
-        dcp.load(state, checkpoint_id=str(src / "shards"))
-        restore_learner_state(self.model, optimizer, state["model"], state.get("optim"), lora)
-        self.scheduler.load_state_dict(extras["scheduler"])
-        self.step = int(extras["step"])
-        torch.set_rng_state(extras["torch_rng"])
-        version, internal, gauss = extras["python_rng"]
-        random.setstate((version, tuple(internal), gauss))
-        if "cuda_rng" in extras and self.device.type == "cuda":
-            torch.cuda.set_rng_state(extras["cuda_rng"], self.device)
-        dist.barrier()
+        self.step = load_rank_checkpoint(
+            folder, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+            rank=self.rank, settings=self.settings, device=self.device,
+        )
         return self.step
 
     def shutdown(self) -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def count_nonfinite_inputs(batch: SelectedBatch) -> int:
-    """NaN/inf values in what the learner trains on (teacher signal, weights, statistics).
-
-    Log-probs may be -inf (a token the teacher rules out); NaN or +inf are never valid.
-    """
-    from tip_ray.tip.signal import FullLogProbs, TeacherHidden, TopKLogProbs
-
-    def not_finite(t: torch.Tensor) -> int:
-        return int((~torch.isfinite(t)).sum()) if t.numel() else 0
-
-    def not_logprob(t: torch.Tensor) -> int:
-        return int((torch.isnan(t) | (t == math.inf)).sum()) if t.numel() else 0
-
-    sig = batch.teacher
-    if isinstance(sig, TeacherHidden):
-        bad = not_finite(sig.hidden)
-    elif isinstance(sig, FullLogProbs):
-        bad = not_logprob(sig.logprobs)
-    elif isinstance(sig, TopKLogProbs):
-        bad = not_logprob(sig.logprobs) + not_logprob(sig.tail_logprob)
-    else:
-        bad = 0
-    bad += not_finite(batch.weights) + not_logprob(batch.teacher_sampled_logprobs)
-    # The selector's statistics cover every response token, selected or not: a NaN there means
-    # the teacher signal was bad somewhere and the selection itself cannot be trusted.
-    summary = batch.summary
-    bad += sum(not math.isfinite(v) for v in (summary.mean_entropy, summary.mean_reverse_kl))
-    return bad
-
-
-def _zero_weight_like(batch: SelectedBatch) -> SelectedBatch:
-    """One row of `batch` with a single zero-weight token: contributes exactly nothing."""
-    one = batch.rows(0, 1)
-    if one.num_selected == 0:
-        return one
-    from tip_ray.tip.signal import index_signal
-
-    idx = torch.tensor([0])
-    return SelectedBatch(
-        batch_id=one.batch_id, policy_version=one.policy_version, input_ids=one.input_ids,
-        attention_mask=one.attention_mask, positions=one.positions[:1], weights=torch.zeros(1, device=one.weights.device),
-        sampled_tokens=one.sampled_tokens[:1], teacher=index_signal(one.teacher, idx),
-        teacher_sampled_logprobs=one.teacher_sampled_logprobs[:1], summary=one.summary,
-        prompt_rows=one.prompt_rows, num_response_tokens=one.num_response_tokens,
-    )
+        leave_process_group()

@@ -4,7 +4,7 @@ in-process loop, so both run exactly the same stage code."""
 from __future__ import annotations
 
 from tip_ray.learner.lora import LoraSettings
-from tip_ray.learner.rank import LearnerSettings
+from tip_ray.learner.settings import LearnerSettings
 from tip_ray.pipeline.placement import RolePlacement
 from tip_ray.pipeline.prepare import PreparedRun
 from tip_ray.pipeline.run_facts import compute_dtype, context_length

@@ -7,19 +7,8 @@ from typing import Mapping, Sequence
 import torch
 
 from tip_ray.broadcast import BroadcastGroup, GroupAddress
+from tip_ray.models.state_dict import load_full_state_dict
 from tip_ray.rollout.backend import Sample, SamplingRequest
-
-
-def load_full_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Load a gathered state dict; a tied LM head may be absent from it (it is the embedding)."""
-    missing, unexpected = model.load_state_dict(dict(state_dict), strict=False)
-    tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
-    missing = [k for k in missing if k not in tied]
-    if missing or unexpected:
-        raise ValueError(
-            f"weight sync: state dict does not match the model: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}"
-        )
 
 
 class HFGenerateBackend:

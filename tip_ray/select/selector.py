@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
 from tip_ray.records import ScoredBatch, SelectedBatch, SelectionSummary
-from tip_ray.teacher.scorer import final_hidden_at_responses
+from tip_ray.scoring.hidden import final_hidden_at_responses
+from tip_ray.scoring.merge import merge_scored
 from tip_ray.tip import (
     CutLines,
-    TeacherHidden,
     index_signal,
     quadrant_labels,
     quadrant_summary,
@@ -26,7 +25,7 @@ from tip_ray.tip import (
     token_stats_from_hidden,
 )
 from tip_ray.tip.selection import Selection
-from tip_ray.tip.signal import FullLogProbs, TopKLogProbs, signal_to
+from tip_ray.tip.signal import signal_to
 from tip_ray.weights import VersionedWeights, WeightVersion
 
 
@@ -50,64 +49,6 @@ class SelectorSettings:
     vocab_size: int | None = None  # student vocabulary; a padded teacher head is cut to it
 
 
-def merge_scored(shards: Sequence[ScoredBatch]) -> ScoredBatch:
-    """Concatenate shards of one batch (from several rollout workers) along rows."""
-    if len(shards) == 1:
-        return shards[0]
-    from tip_ray.records import RolloutBatch
-
-    rollouts = [s.rollout for s in shards]
-    width = max(r.input_ids.shape[1] for r in rollouts)
-
-    def pad(t: torch.Tensor, value) -> torch.Tensor:
-        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
-
-    # Any id the shards already pad with (padded positions are masked out; the id only has to exist).
-    padding = torch.cat([r.input_ids[r.attention_mask == 0] for r in rollouts])
-    pad_id = int(padding[0]) if padding.numel() else 0
-    merged = RolloutBatch(
-        batch_id=rollouts[0].batch_id,
-        policy_version=min(r.policy_version for r in rollouts),
-        input_ids=torch.cat([pad(r.input_ids, pad_id) for r in rollouts]),
-        attention_mask=torch.cat([pad(r.attention_mask, 0) for r in rollouts]),
-        response_mask=torch.cat([pad(r.response_mask, False) for r in rollouts]),
-        sampled_logprobs=torch.cat([pad(r.sampled_logprobs, 0.0) for r in rollouts]),
-        prompt_index=torch.cat([r.prompt_index + offset for r, offset in zip(rollouts, _offsets(rollouts))]),
-        response_texts=tuple(t for r in rollouts for t in r.response_texts),
-        seconds=max(r.seconds for r in rollouts),
-        worker=",".join(r.worker for r in rollouts),
-        prompt_rows=tuple(row for r in rollouts for row in r.prompt_rows),
-    )
-    return ScoredBatch(
-        rollout=merged,
-        teacher=_cat_signals([s.teacher for s in shards]),
-        teacher_sampled_logprobs=torch.cat([s.teacher_sampled_logprobs for s in shards]),
-        seconds=max(s.seconds for s in shards),
-    )
-
-
-def _offsets(rollouts) -> list[int]:
-    """Prompt-index offset of each shard: shards hold consecutive slices of the batch's prompts."""
-    offsets, total = [], 0
-    for r in rollouts:
-        offsets.append(total)
-        total += len(r.prompt_rows)
-    return offsets
-
-
-def _cat_signals(signals):
-    first = signals[0]
-    if isinstance(first, TeacherHidden):
-        return TeacherHidden(hidden=torch.cat([s.hidden for s in signals]))
-    if isinstance(first, FullLogProbs):
-        return FullLogProbs(logprobs=torch.cat([s.logprobs for s in signals]))
-    return TopKLogProbs(
-        indices=torch.cat([s.indices for s in signals]),
-        logprobs=torch.cat([s.logprobs for s in signals]),
-        tail_logprob=torch.cat([s.tail_logprob for s in signals]),
-    )
-
-
 def scatter_rows(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[N] values over the True entries of `mask` (row-major) into a zero-filled [B, T] tensor."""
     out = torch.zeros(mask.shape, dtype=values.dtype)
@@ -118,8 +59,8 @@ def scatter_rows(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class Selector:
     def __init__(self, settings: SelectorSettings):
         from tip_ray.models.loading import limit_torch_threads, load_inference_model
-        from tip_ray.rollout.hf import load_full_state_dict
-        from tip_ray.teacher.head import load_lm_head
+        from tip_ray.models.state_dict import load_full_state_dict
+        from tip_ray.scoring.head import load_lm_head
 
         limit_torch_threads(settings.num_threads)
         self.settings = settings
@@ -228,4 +169,4 @@ class Selector:
         return self._stats(merge_scored(shards))
 
 
-__all__ = ["Selector", "SelectorSettings", "merge_scored", "scatter_rows", "CutLines"]
+__all__ = ["Selector", "SelectorSettings", "scatter_rows", "CutLines"]

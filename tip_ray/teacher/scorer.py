@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from tip_ray.records import RolloutBatch, ScoredBatch
+from tip_ray.scoring.hidden import final_hidden_at_responses
 from tip_ray.tip.signal import FullLogProbs, TeacherHidden, TeacherSignal, signal_to, topk_from_logprobs
 
 
@@ -25,35 +26,6 @@ class ScorerSettings:
     num_threads: int | None = None
     name: str = "teacher-0"
     vocab_size: int | None = None  # student vocabulary; a padded teacher head is cut to it
-
-
-def predicting_positions(response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, t-1) of every response token, row-major: where its predicting hidden state sits."""
-    rows, cols = response_mask.nonzero(as_tuple=True)
-    return rows, cols - 1
-
-
-@torch.no_grad()
-def final_hidden_at_responses(model, rollout: RolloutBatch, micro_batch_size: int) -> torch.Tensor:
-    """[N, d] final hidden states (LM-head inputs) predicting each response token."""
-    pieces = []
-    device = next(model.parameters()).device
-    total = rollout.input_ids.shape[0]
-    for start in range(0, total, micro_batch_size):
-        stop = min(start + micro_batch_size, total)
-        mask = rollout.response_mask[start:stop]
-        if not mask.any():
-            continue
-        width = int(rollout.attention_mask[start:stop].sum(1).max())
-        out = model.model(
-            input_ids=rollout.input_ids[start:stop, :width].to(device),
-            attention_mask=rollout.attention_mask[start:stop, :width].to(device),
-        )
-        rows, cols = predicting_positions(mask[:, :width])
-        pieces.append(out.last_hidden_state[rows.to(device), cols.to(device)].float())
-    if not pieces:
-        return torch.zeros((0, model.config.hidden_size), dtype=torch.float32, device=device)
-    return torch.cat(pieces)
 
 
 @torch.no_grad()

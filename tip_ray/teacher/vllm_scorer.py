@@ -19,19 +19,19 @@ import time
 import torch
 
 from tip_ray.records import RolloutBatch, ScoredBatch
-from tip_ray.rollout.vllm_backend import (
-    EngineOptions,
-    VLLMEngineError,
-    _read_config,
-    _text_config,
-    build_engine,
-    check_tokenizer_matches,
-    gpus_held,
-    release_memory,
-    shutdown_engine,
-)
 from tip_ray.teacher.scorer import ScorerSettings
 from tip_ray.tip.signal import TopKLogProbs, tail_logprob_of
+from tip_ray.vllm_engine.engine import (
+    EngineOptions,
+    VLLMEngineError,
+    build_engine,
+    gpus_held,
+    read_config,
+    release_memory,
+    shutdown_engine,
+    text_config,
+)
+from tip_ray.vllm_engine.tokenizer_check import check_tokenizer_matches
 
 
 class VLLMTeacherScorer:
@@ -60,8 +60,8 @@ class VLLMTeacherScorer:
                 f"teacher.backend type 'vllm' yields the top-k form only, got teacher.signal.type "
                 f"{settings.form!r}; set it to 'topk' or use teacher.backend {{type: hf}}"
             )
-        config = _read_config(settings.model_path)
-        self.vocab_size = int(_text_config(config)["vocab_size"])
+        config = read_config(settings.model_path)
+        self.vocab_size = int(text_config(config)["vocab_size"])
         if not 1 <= settings.k <= self.vocab_size:
             raise ValueError(
                 f"teacher.signal.k must be in [1, {self.vocab_size}] (the teacher's vocabulary), "

@@ -22,7 +22,7 @@ import torch
 
 from tip_ray.broadcast import BroadcastGroup, GroupAddress
 
-EXTENSION_QUALNAME = "tip_ray.rollout.vllm_sync.WeightSyncExtension"
+EXTENSION_QUALNAME = "tip_ray.vllm_engine.extension.WeightSyncExtension"
 
 
 class _Counted:
@@ -77,11 +77,3 @@ class WeightSyncExtension:
         for _ in counted:  # every rank must post every broadcast, even one the loader skipped
             pass
         return counted.count
-
-    def tip_leave_broadcast_group(self) -> None:
-        self._tip_broadcast = None
-
-    def tip_parameter_checksum(self) -> float:
-        """Sum of every parameter as float64: a cheap fingerprint to check a sync arrived."""
-        model = self.model_runner.get_model()
-        return float(sum(p.detach().double().sum().item() for p in model.parameters()))
