@@ -36,3 +36,44 @@ def test_registry_matches_its_config_union(union, registry):
     assert sorted(registry) == sorted(names), (
         f"config names only: {sorted(set(names) - set(registry))}; registry names only: {sorted(set(registry) - set(names))}")
 
+
+
+@pytest.mark.parametrize("name", union_names(SelectionRule))
+def test_every_configured_rule_runs_with_its_own_options(name):
+    """The selector hands each rule's config options to the method core by name: every option
+    must be one the rule's implementation takes, and the defaults must run."""
+    import torch
+
+    from tip_ray.config.selection import SelectionConfig
+    from tip_ray.select.rule_arguments import rule_arguments
+    from tip_ray.tip.selection import select_tokens
+
+    rule = SelectionConfig.model_validate({"rule": {"type": name}}).rule
+    arguments = rule_arguments(rule)
+    assert set(arguments) <= set(RULES[name].params()), sorted(set(arguments) - set(RULES[name].params()))
+    g = torch.Generator().manual_seed(0)
+    stats = {key: torch.rand(3, 7, generator=g, dtype=torch.float64) for key in ("entropy", "reverse_kl", "forward_kl")}
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    selection = select_tokens(name, **stats, response_mask=mask, ratio=rule.ratio, generator=g, **arguments)
+    assert selection.num_selected > 0
+
+
+def test_quadrant_weights_replace_keep():
+    """A quadrant rule with per-quadrant weights trains with those weights (keep, which always has
+    a default, is not handed on beside them)."""
+    import torch
+
+    from tip_ray.config.selection import SelectionConfig
+    from tip_ray.select.rule_arguments import rule_arguments
+    from tip_ray.tip.selection import select_tokens
+
+    rule = SelectionConfig.model_validate(
+        {"rule": {"type": "quadrant", "weights": {1: 2.0, 3: 0.5}, "cuts": {"mode": "fixed"}}}).rule
+    arguments = rule_arguments(rule)
+    assert "keep" not in arguments and arguments["weights"] == {1: 2.0, 3: 0.5}
+    # entropy, divergence against the fixed 0.5 lines: Q1 high/high, Q2 high/low, Q3 low/high, Q4 low/low.
+    entropy = torch.tensor([[0.9, 0.9, 0.1, 0.1]], dtype=torch.float64)
+    divergence = torch.tensor([[0.9, 0.1, 0.9, 0.1]], dtype=torch.float64)
+    selection = select_tokens("quadrant", entropy=entropy, reverse_kl=divergence, forward_kl=divergence,
+                              response_mask=torch.ones(1, 4, dtype=torch.bool), **arguments)
+    assert selection.weights.tolist() == [[2.0, 0.0, 0.5, 0.0]]

@@ -42,11 +42,17 @@ def fixed_batch(tiny_pair, demo_prompts, tmp_path_factory):
     return prepared, plans, scored, selected
 
 
-def start_group(ray, prepared, plans, world_size, **overrides):
+def start_group(ray, prepared, plans, world_size, *, micro_batch_size=None, lora=None, **optimizer):
+    """Learner ranks for the prepared run; `optimizer` overrides learner.optimizer fields."""
     from tip_ray.learner.rank import LearnerRank
 
-    settings = dataclasses.replace(learner_settings(prepared, plans["learner"]), world_size=world_size,
-                                   num_threads=1, **overrides)
+    settings = learner_settings(prepared, plans["learner"])
+    learner = settings.learner.model_copy(update={
+        "optimizer": settings.learner.optimizer.model_copy(update=optimizer),
+        **({"micro_batch_size": micro_batch_size} if micro_batch_size else {}),
+    })
+    settings = dataclasses.replace(settings, world_size=world_size, num_threads=1, learner=learner,
+                                   **({"lora": lora} if lora is not None else {}))
     ranks = [ray.remote(LearnerRank).options(num_cpus=0).remote(r, settings) for r in range(world_size)]
     host, port = ray.get(ranks[0].rendezvous_address.remote())
     ray.get([r.setup.remote(host, port) for r in ranks])

@@ -84,7 +84,7 @@ def test_nonfinite_teacher_signal_with_a_divergence_rule_is_skipped_not_fatal(st
     from tip_ray.weights import WeightVersion
 
     batch, scorer, selector, learner = stages
-    assert selector.settings.rule == "soft_or"
+    assert selector.settings.selection.rule.type == "soft_or"
     samples = [Sample(prompt_index=0, response_ids=(5, 6, 7, 2), logprobs=(-1.0,) * 4),
                Sample(prompt_index=1, response_ids=(8, 9, 2), logprobs=(-1.0,) * 3)]
     rollout = pack_rollout(batch, samples, policy_version=0, pad_token_id=0, texts=["", ""], seconds=0.0)

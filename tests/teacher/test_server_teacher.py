@@ -9,6 +9,7 @@ k validation (config time and start), the tokenizer check, retries and errors.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pickle
 import socket
 import time
@@ -19,6 +20,8 @@ from openai_fake import FakeVLLMServer
 
 from tip_ray.config.loader import ConfigError
 from tip_ray.config.pipeline import PipelineConfig
+from tip_ray.config.teacher import TeacherConfig, TopKSignal
+from tip_ray.config.teacher_server import ServerTeacher
 from tip_ray.models.loading import load_tokenizer
 from tip_ray.records import PromptBatch
 from tip_ray.rollout.backend import Sample
@@ -47,8 +50,15 @@ def _server_options(url: str, **extra) -> dict:
 
 
 def _settings(tiny_pair, k=K, micro_batch_size=3, vocab_size=None) -> ScorerSettings:
-    return ScorerSettings(model_path=str(tiny_pair.teacher_path), form="topk", k=k,
-                          micro_batch_size=micro_batch_size, dtype="float32", vocab_size=vocab_size)
+    teacher = TeacherConfig(signal=TopKSignal(type="topk", k=k), micro_batch_size=micro_batch_size)
+    return ScorerSettings(model_path=str(tiny_pair.teacher_path), teacher=teacher, dtype="float32",
+                          vocab_size=vocab_size)
+
+
+def _server_scorer(settings: ScorerSettings, *, server: dict, tokenizer_path: str) -> ServerTeacherScorer:
+    """The scorer for `settings` with the teacher behind `server` (teacher.backend type server)."""
+    teacher = settings.teacher.model_copy(update={"backend": ServerTeacher(type="server", **server)})
+    return ServerTeacherScorer(dataclasses.replace(settings, teacher=teacher), tokenizer_path=tokenizer_path)
 
 
 def _rollout(tokenizer, seed=0):
@@ -86,7 +96,7 @@ def test_server_topk_equals_the_in_process_topk_path(tiny_pair, teacher):
     model, tokenizer = teacher
     rollout = _rollout(tokenizer)
     with FakeVLLMServer(model, tokenizer) as server:
-        scorer = ServerTeacherScorer(_settings(tiny_pair, vocab_size=len(tokenizer)),
+        scorer = _server_scorer(_settings(tiny_pair, vocab_size=len(tokenizer)),
                                      server=_server_options(server.url + "/v1/"),
                                      tokenizer_path=str(tiny_pair.tokenizer_path))
         scored = scorer.score(rollout)
@@ -159,7 +169,7 @@ def test_start_asks_the_server_for_its_logprob_limit(tiny_pair, teacher):
     # The config declares 20, the server was started with --max-logprobs 4.
     with FakeVLLMServer(model, tokenizer, max_logprobs=4) as server:
         with pytest.raises(TeacherServerError, match=r"refuses teacher.signal.k = 5 .*greater than max allowed: 4"):
-            ServerTeacherScorer(_settings(tiny_pair), server=_server_options(server.url),
+            _server_scorer(_settings(tiny_pair), server=_server_options(server.url),
                                 tokenizer_path=str(tiny_pair.tokenizer_path))
 
 
@@ -169,7 +179,7 @@ def test_start_refuses_a_server_with_another_tokenizer(tiny_pair, teacher):
     model, _ = teacher
     with FakeVLLMServer(model, build_char_tokenizer()) as server:
         with pytest.raises(TeacherServerError, match="tokenises differently from the student's tokenizer"):
-            ServerTeacherScorer(_settings(tiny_pair), server=_server_options(server.url),
+            _server_scorer(_settings(tiny_pair), server=_server_options(server.url),
                                 tokenizer_path=str(tiny_pair.tokenizer_path))
 
 
@@ -177,7 +187,7 @@ def test_start_names_the_served_models(tiny_pair, teacher):
     model, tokenizer = teacher
     with FakeVLLMServer(model, tokenizer, served_name="big-teacher") as server:
         with pytest.raises(TeacherServerError, match=r"teacher.backend.model 'other' is not served .*big-teacher"):
-            ServerTeacherScorer(_settings(tiny_pair), server=_server_options(server.url, model="other"),
+            _server_scorer(_settings(tiny_pair), server=_server_options(server.url, model="other"),
                                 tokenizer_path=str(tiny_pair.tokenizer_path))
 
 
@@ -185,7 +195,7 @@ def test_5xx_answers_and_dropped_connections_are_retried(tiny_pair, teacher):
     model, tokenizer = teacher
     rollout = _rollout(tokenizer, seed=1)
     with FakeVLLMServer(model, tokenizer) as server:
-        scorer = ServerTeacherScorer(_settings(tiny_pair, micro_batch_size=16), server=_server_options(server.url),
+        scorer = _server_scorer(_settings(tiny_pair, micro_batch_size=16), server=_server_options(server.url),
                                      tokenizer_path=str(tiny_pair.tokenizer_path))
         server.fail_first, server.drop_first = 1, 1
         scored = scorer.score(rollout)
@@ -199,14 +209,14 @@ def test_a_server_that_stays_down_fails_with_its_url(tiny_pair, teacher):
     model, tokenizer = teacher
     with FakeVLLMServer(model, tokenizer, fail_first=100) as server:
         with pytest.raises(TeacherServerError, match=r"/v1/completions did not answer after 4 attempts \(HTTP 503"):
-            ServerTeacherScorer(_settings(tiny_pair), server=_server_options(server.url),
+            _server_scorer(_settings(tiny_pair), server=_server_options(server.url),
                                 tokenizer_path=str(tiny_pair.tokenizer_path))
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     start = time.monotonic()
     with pytest.raises(TeacherServerError) as info:
-        ServerTeacherScorer(_settings(tiny_pair), server=_server_options(f"http://127.0.0.1:{port}"),
+        _server_scorer(_settings(tiny_pair), server=_server_options(f"http://127.0.0.1:{port}"),
                             tokenizer_path=str(tiny_pair.tokenizer_path))
     assert f"teacher server http://127.0.0.1:{port}/v1/models did not answer after 4 attempts" in str(info.value)
     assert "vllm serve" in str(info.value)
@@ -221,12 +231,12 @@ def test_api_key_comes_from_the_named_variable(tiny_pair, teacher, monkeypatch):
         options = _server_options(server.url, api_key_env="TEACHER_KEY")
         monkeypatch.delenv("TEACHER_KEY", raising=False)
         with pytest.raises(TeacherServerError, match="api_key_env names 'TEACHER_KEY', which is not set"):
-            ServerTeacherScorer(_settings(tiny_pair), server=options, tokenizer_path=str(tiny_pair.tokenizer_path))
+            _server_scorer(_settings(tiny_pair), server=options, tokenizer_path=str(tiny_pair.tokenizer_path))
         monkeypatch.setenv("TEACHER_KEY", "wrong")
         with pytest.raises(TeacherServerError, match=r"refused the request \(HTTP 401\)"):
-            ServerTeacherScorer(_settings(tiny_pair), server=options, tokenizer_path=str(tiny_pair.tokenizer_path))
+            _server_scorer(_settings(tiny_pair), server=options, tokenizer_path=str(tiny_pair.tokenizer_path))
         monkeypatch.setenv("TEACHER_KEY", "s3cret")
-        ServerTeacherScorer(_settings(tiny_pair), server=options, tokenizer_path=str(tiny_pair.tokenizer_path))
+        _server_scorer(_settings(tiny_pair), server=options, tokenizer_path=str(tiny_pair.tokenizer_path))
 
 
 def test_malformed_positions_are_named():
@@ -271,6 +281,6 @@ def test_k_above_the_vocabulary_is_refused_before_any_request(tiny_pair, teacher
     model, tokenizer = teacher
     with FakeVLLMServer(model, tokenizer) as server:
         with pytest.raises(TeacherServerError, match=rf"teacher.signal.k is 20 but the student's vocabulary has {len(tokenizer)}"):
-            ServerTeacherScorer(_settings(tiny_pair, k=20, vocab_size=len(tokenizer)),
+            _server_scorer(_settings(tiny_pair, k=20, vocab_size=len(tokenizer)),
                                 server=_server_options(server.url), tokenizer_path=str(tiny_pair.tokenizer_path))
         assert server.requests == []

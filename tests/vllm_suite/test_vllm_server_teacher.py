@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from tests.vllm_suite.conftest import require_vllm
-from tests.vllm_suite.test_vllm_teacher import _rollout
-from tip_ray.teacher.scorer import ScorerSettings, TeacherScorer
+from tests.vllm_suite.test_vllm_teacher import _rollout, topk_settings
+from tip_ray.teacher.scorer import TeacherScorer
 from tip_ray.teacher.server_client import TeacherServerError
 from tip_ray.teacher.server_scorer import ServerTeacherScorer
 from tip_ray.tip.stats import token_stats
@@ -99,9 +99,9 @@ def _options(url: str, **extra) -> dict:
 def test_served_teacher_equals_the_in_process_topk_path(served_teacher, teacher_dir, tokenizer, prompt_ids):
     url, path = served_teacher
     rollout = _rollout(prompt_ids, len(tokenizer))
-    settings = ScorerSettings(model_path=path, form="topk", k=K, micro_batch_size=3, dtype="float32",
-                              vocab_size=len(tokenizer))
-    scorer = ServerTeacherScorer(settings, server=_options(url), tokenizer_path=path)
+    settings = topk_settings(path, K, micro_batch_size=3, server=_options(url), dtype="float32",
+                             vocab_size=len(tokenizer))
+    scorer = ServerTeacherScorer(settings, tokenizer_path=path)
     assert scorer.max_model_len == 256
     served = scorer.score(rollout)
     in_process = TeacherScorer(settings).score(rollout)
@@ -132,8 +132,9 @@ def _full_logprobs(scored, teacher_dir, rollout):
 
 def test_the_server_refuses_k_above_its_max_logprobs(served_teacher, tokenizer):
     url, path = served_teacher
-    settings = ScorerSettings(model_path=path, form="topk", k=21, dtype="float32", vocab_size=len(tokenizer))
+    settings = topk_settings(path, 21, server=_options(url, max_logprobs=32), dtype="float32",
+                             vocab_size=len(tokenizer))
     with pytest.raises(TeacherServerError, match=r"refuses teacher.signal.k = 21 .*--max-logprobs 21"):
-        ServerTeacherScorer(settings, server=_options(url, max_logprobs=32), tokenizer_path=path)
+        ServerTeacherScorer(settings, tokenizer_path=path)
     answer = json.loads(urllib.request.urlopen(url + "/v1/models", timeout=10).read())
     assert [m["id"] for m in answer["data"]] == ["teacher"]

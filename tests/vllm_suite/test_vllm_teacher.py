@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.vllm_suite.conftest import reference_logprobs, require_vllm
+from tip_ray.config.teacher import TeacherConfig, TopKSignal
 from tip_ray.records import PromptBatch
 from tip_ray.rollout.backend import Sample
 from tip_ray.rollout.pack import pack_rollout
@@ -24,6 +25,16 @@ from tip_ray.teacher.vllm_scorer import VLLMTeacherScorer  # noqa: E402
 
 ATOL = 2e-4
 K = 8
+
+
+def topk_settings(path: str, k: int, micro_batch_size: int = 16, server: dict | None = None, **extra) -> ScorerSettings:
+    """Scorer settings for the top-k form (served by `server` when given, the options of
+    teacher.backend type server)."""
+    from tip_ray.config.teacher_server import ServerTeacher
+
+    backend = {"backend": ServerTeacher(type="server", **server)} if server else {}
+    teacher = TeacherConfig(signal=TopKSignal(type="topk", k=k), micro_batch_size=micro_batch_size, **backend)
+    return ScorerSettings(model_path=path, teacher=teacher, **extra)
 
 
 def _rollout(prompt_ids, vocab_size: int, seed: int = 0):
@@ -48,7 +59,7 @@ def _rollout(prompt_ids, vocab_size: int, seed: int = 0):
 @pytest.fixture(scope="module")
 def scorer(teacher_dir):
     path, _ = teacher_dir
-    settings = ScorerSettings(model_path=path, form="topk", k=K, dtype="float32")
+    settings = topk_settings(path, K, dtype="float32")
     engine = VLLMTeacherScorer(settings, kv_cache_space_gib=1, max_model_len=256)
     yield engine
     engine.close()
@@ -84,7 +95,7 @@ def test_topk_matches_float64_reference_and_hf_scorer(scorer, teacher_dir, token
     assert torch.allclose(scored.teacher.tail_logprob.double(), torch.log1p(-covered), atol=1e-3)
 
     # Same contract as the Hugging Face scorer's top-k form.
-    hf = TeacherScorer(ScorerSettings(model_path=path, form="topk", k=K, dtype="float32")).score(rollout)
+    hf = TeacherScorer(topk_settings(path, K, dtype="float32")).score(rollout)
     assert isinstance(hf.teacher, TopKLogProbs)
     assert torch.equal(hf.teacher.indices[clear_cut], scored.teacher.indices[clear_cut])
     assert torch.allclose(hf.teacher.logprobs, scored.teacher.logprobs, atol=ATOL)
@@ -94,6 +105,6 @@ def test_topk_matches_float64_reference_and_hf_scorer(scorer, teacher_dir, token
 def test_only_the_topk_form_and_a_k_within_the_vocabulary(teacher_dir, tokenizer):
     path, _ = teacher_dir
     with pytest.raises(ValueError, match="top-k form only"):
-        VLLMTeacherScorer(ScorerSettings(model_path=path, form="hidden"))
+        VLLMTeacherScorer(ScorerSettings(model_path=path, teacher=TeacherConfig()))
     with pytest.raises(ValueError, match=r"teacher.signal.k must be in \[1, "):
-        VLLMTeacherScorer(ScorerSettings(model_path=path, form="topk", k=len(tokenizer) + 5))
+        VLLMTeacherScorer(topk_settings(path, len(tokenizer) + 5))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.vllm_suite.conftest import perturbed, reference_logprobs, require_vllm
-from tip_ray.config.rollout import VLLMRollout
+from tip_ray.config.rollout import RolloutConfig, SamplingConfig, VLLMRollout
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
 
@@ -19,12 +19,9 @@ from tip_ray.rollout.worker import RolloutSettings, RolloutWorker  # noqa: E402
 
 def test_worker_samples_and_follows_policy_versions(student_dir, prompt_ids):
     path, model = student_dir
-    options = VLLMRollout(type="vllm").model_dump()
-    options.pop("type")
-    settings = RolloutSettings(
-        model_path=path, backend="vllm", backend_options=options, temperature=0.0, top_p=1.0,
-        max_new_tokens=10, samples_per_prompt=2, seed=0,
-    )
+    rollout = RolloutConfig(backend=VLLMRollout(type="vllm"), samples_per_prompt=2,
+                            sampling=SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=10))
+    settings = RolloutSettings(model_path=path, rollout=rollout, seed=0)
     worker = RolloutWorker(settings)
     try:
         batch = PromptBatch(

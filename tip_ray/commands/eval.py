@@ -50,8 +50,8 @@ def eval_config(args: argparse.Namespace):
     """The evaluation settings from the flags; a bad value is named by its flag."""
     from pydantic import ValidationError
 
-    from tip_ray.config.loader import ConfigError
     from tip_ray.config.evaluation import EvalConfig
+    from tip_ray.config.loader import ConfigError
 
     if args.out and not Path(args.out).expanduser().resolve().parent.is_dir():
         raise ConfigError(f"--out {args.out}: the folder it would be written in does not exist")
@@ -70,6 +70,7 @@ def eval_config(args: argparse.Namespace):
 
 def handle(args: argparse.Namespace) -> int:
     from tip_ray.config.loader import ConfigError
+    from tip_ray.config.rollout import HFRollout, RolloutConfig, SamplingConfig, VLLMRollout
     from tip_ray.errors import TipRayError
     from tip_ray.pipeline.evaluation import RunEvaluator
     from tip_ray.rollout.worker import RolloutSettings, RolloutWorker
@@ -77,10 +78,11 @@ def handle(args: argparse.Namespace) -> int:
 
     cfg = eval_config(args)
     model = resolve_model(args.model)
-    options = {"batch_size": args.batch_size} if args.backend == "hf" else {}
+    backend = HFRollout(batch_size=args.batch_size) if args.backend == "hf" else VLLMRollout(type="vllm")
+    sampling = SamplingConfig(temperature=args.temperature, top_p=1.0, max_new_tokens=args.max_new_tokens)
     settings = RolloutSettings(
-        model_path=model, backend=args.backend, backend_options=options, temperature=args.temperature,
-        top_p=1.0, max_new_tokens=args.max_new_tokens, samples_per_prompt=args.samples, seed=args.seed,
+        model_path=model, rollout=RolloutConfig(backend=backend, samples_per_prompt=args.samples, sampling=sampling),
+        seed=args.seed,
     )
     try:
         worker = RolloutWorker(settings)

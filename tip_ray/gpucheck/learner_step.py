@@ -21,6 +21,9 @@ import torch
 import torch.distributed as dist
 
 from tip_ray.broadcast import free_port
+from tip_ray.config.learner import LearnerConfig, OptimizerConfig
+from tip_ray.config.loss import ReverseKLLoss
+from tip_ray.config.train import TrainConfig
 from tip_ray.learner.rank import LearnerRank
 from tip_ray.learner.settings import LearnerSettings
 from tip_ray.records import SelectedBatch, SelectionSummary
@@ -65,11 +68,12 @@ def make_batch(sizes: Sizes, ratio: float, device: torch.device, seed: int = 0) 
 
 def _settings(folder: Path, sizes: Sizes, device: torch.device) -> LearnerSettings:
     cuda = device.type == "cuda"
+    optimizer = OptimizerConfig(lr=1e-6, warmup_steps=0, schedule="constant", grad_clip=1.0)
     return LearnerSettings(
-        model_path=str(folder), teacher_head_path=str(folder), world_size=1, total_steps=100, lr=1e-6,
-        weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, warmup_steps=0, schedule="constant", min_lr_ratio=0.0,
-        grad_clip=1.0, micro_batch_size=sizes.step_sequences, loss="reverse_kl", beta=0.5, chunk_size=512,
-        dtype="bfloat16" if cuda else "float32", backend="nccl" if cuda else "gloo", seed=0,
+        model_path=str(folder), teacher_head_path=str(folder), world_size=1,
+        learner=LearnerConfig(micro_batch_size=sizes.step_sequences, optimizer=optimizer),
+        loss=ReverseKLLoss(chunk_size=512), train=TrainConfig(steps=100, seed=0),
+        dtype="bfloat16" if cuda else "float32", group_backend="nccl" if cuda else "gloo",
         vocab_size=sizes.model["vocab_size"],
     )
 
@@ -86,7 +90,7 @@ def run(device: torch.device, sizes: Sizes, deadline: Deadline, record: SectionR
         learner.setup("127.0.0.1", free_port("127.0.0.1"))
         record.info(
             parameters=params, model_shape=sizes.model, sequences=sizes.step_sequences, prompt_tokens=sizes.step_prompt,
-            response_tokens=sizes.step_response, backend=learner.settings.backend, mixed_precision=learner.settings.dtype,
+            response_tokens=sizes.step_response, backend=learner.settings.group_backend, mixed_precision=learner.settings.dtype,
             setup_seconds=round(time.perf_counter() - started, 2),
             fsdp=f"{type(learner.model).__module__}.{type(learner.model).__name__}",
         )

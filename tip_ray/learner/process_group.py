@@ -25,9 +25,9 @@ def join_process_group(settings: LearnerSettings, rank: int, master_addr: str, m
     """Join the learner group as `rank` (blocks until every rank joined); returns this rank's device."""
     os.environ["MASTER_ADDR"] = master_addr
     os.environ["MASTER_PORT"] = str(master_port)
-    device = torch.device("cuda", torch.cuda.current_device()) if settings.backend == "nccl" else torch.device("cpu")
+    device = torch.device("cuda", torch.cuda.current_device()) if settings.group_backend == "nccl" else torch.device("cpu")
     dist.init_process_group(
-        settings.backend, rank=rank, world_size=settings.world_size,
+        settings.group_backend, rank=rank, world_size=settings.world_size,
         timeout=datetime.timedelta(seconds=LEARNER_GROUP_TIMEOUT_S),
     )
     return device

@@ -47,7 +47,7 @@ class LearnerRank:
         settings = self.settings
         rank = self.rank
         self.device = join_process_group(settings, rank, master_addr, master_port)
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(settings.train.seed)
         self.model = build_sharded_student(settings, self.device)
         s = settings
         self.optimizer, self.scheduler = build_optimizer(self.model, s)

@@ -26,11 +26,12 @@ def build_optimizer(
     model: torch.nn.Module, s: LearnerSettings
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over what trains (every weight, or the LoRA adapters) and its schedule."""
+    opt = s.learner.optimizer
     optimizer = torch.optim.AdamW(
-        trainable_parameters(model), lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay
+        trainable_parameters(model), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda step: lr_factor(step, s.total_steps, s.warmup_steps, s.schedule, s.min_lr_ratio),
+        lambda step: lr_factor(step, s.train.steps, opt.warmup_steps, opt.schedule, opt.min_lr_ratio),
     )
     return optimizer, scheduler

@@ -14,6 +14,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from tip_ray.config.loss import JSDLoss
 from tip_ray.learner.device import batch_to_device
 from tip_ray.learner.guard import guarded_step
 from tip_ray.learner.input_guard import count_nonfinite_inputs
@@ -62,18 +63,20 @@ def train_step(
     local = batch.rows(lo, hi)
     # Every rank runs the same number of micro-batches: FSDP's collectives must pair up.
     rows_per_rank = math.ceil(batch.input_ids.shape[0] / s.world_size)
-    num_micro = max(1, math.ceil(rows_per_rank / s.micro_batch_size))
+    micro_batch_size = s.learner.micro_batch_size
+    jsd_beta = s.loss.beta if isinstance(s.loss, JSDLoss) else 0.5  # only the jsd loss reads it
+    num_micro = max(1, math.ceil(rows_per_rank / micro_batch_size))
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # NCCL reduces device tensors only
     for m in range(num_micro):
-        a = min(m * s.micro_batch_size, local.input_ids.shape[0])
-        b = min(a + s.micro_batch_size, local.input_ids.shape[0])
+        a = min(m * micro_batch_size, local.input_ids.shape[0])
+        b = min(a + micro_batch_size, local.input_ids.shape[0])
         micro = local.rows(a, b) if b > a else local.rows(0, 0)
         if micro.input_ids.shape[0] == 0:
             # An idle rank still joins the collectives: a zero-weight pass over one row.
             micro = _zero_weight_like(batch)
         model.set_requires_gradient_sync(m == num_micro - 1)
         loss = model(
-            micro, loss=s.loss, beta=s.beta, chunk_size=s.chunk_size,
+            micro, loss=s.loss.type, beta=jsd_beta, chunk_size=s.loss.chunk_size,
             global_count=max(global_count, 1.0), teacher_head=teacher_head,
         )
         # FSDP averages gradients over ranks; the loss is a global sum over tokens, so scale.
@@ -84,8 +87,9 @@ def train_step(
     skipped = not (math.isfinite(float(loss_sum)) and math.isfinite(grad_norm))
     extra: dict[str, float] = {}
     if not skipped:
-        if s.grad_clip is not None and grad_norm > s.grad_clip:
-            scale = s.grad_clip / (grad_norm + 1e-6)
+        grad_clip = s.learner.optimizer.grad_clip
+        if grad_clip is not None and grad_norm > grad_clip:
+            scale = grad_clip / (grad_norm + 1e-6)
             for p in model.parameters():
                 if p.grad is not None:
                     p.grad.mul_(scale)

@@ -29,8 +29,7 @@ def _vllm_stage(settings: ScorerSettings, prepared: PreparedRun) -> TeacherStage
 def _server_stage(settings: ScorerSettings, prepared: PreparedRun) -> TeacherStage:
     from tip_ray.teacher.server_scorer import ServerTeacherScorer
 
-    server = prepared.config.teacher.backend.model_dump(exclude={"type"})
-    return ServerTeacherScorer, (settings,), {"server": server, "tokenizer_path": prepared.tokenizer_path}
+    return ServerTeacherScorer, (settings,), {"tokenizer_path": prepared.tokenizer_path}
 
 
 TEACHER_BACKENDS: dict[str, Callable[[ScorerSettings, PreparedRun], TeacherStage]] = {

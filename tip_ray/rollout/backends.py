@@ -7,10 +7,11 @@ from typing import Callable
 
 import torch
 
+from tip_ray.config.rollout import HFRollout, VLLMRollout
 from tip_ray.rollout.backend import RolloutBackend
 
 
-def _build_hf(settings, tokenizer) -> RolloutBackend:
+def _build_hf(backend: HFRollout, settings, tokenizer) -> RolloutBackend:
     from tip_ray.models.loading import load_causal_lm
     from tip_ray.rollout.hf import HFGenerateBackend
 
@@ -21,11 +22,11 @@ def _build_hf(settings, tokenizer) -> RolloutBackend:
         model,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        batch_size=int(settings.backend_options.get("batch_size", 64)),
+        batch_size=backend.batch_size,
     )
 
 
-def _build_vllm(settings, tokenizer) -> RolloutBackend:
+def _build_vllm(backend: VLLMRollout, settings, tokenizer) -> RolloutBackend:
     from tip_ray.rollout.vllm_backend import VLLMBackend
 
     # The engine runs in the learner's dtype and keeps the actor's thread budget; its context
@@ -37,16 +38,18 @@ def _build_vllm(settings, tokenizer) -> RolloutBackend:
         seed=settings.seed,
         num_threads=settings.num_threads,
         max_model_len=settings.max_model_len,
-        **settings.backend_options,
+        tensor_parallel_size=backend.tensor_parallel_size,
+        gpu_memory_utilization=backend.gpu_memory_utilization,
+        kv_cache_space_gib=backend.kv_cache_space_gib,
+        enforce_eager=backend.enforce_eager,
+        sleep_when_idle=backend.sleep_when_idle,
     )
 
 
 ROLLOUT_BACKENDS: dict[str, Callable[..., RolloutBackend]] = {"hf": _build_hf, "vllm": _build_vllm}
-"""Builder of each rollout backend: f(settings, tokenizer) -> RolloutBackend."""
+"""Builder of each rollout backend: f(backend section, RolloutSettings, tokenizer) -> RolloutBackend."""
 
 
 def build_backend(settings, tokenizer) -> RolloutBackend:
-    builder = ROLLOUT_BACKENDS.get(settings.backend)
-    if builder is None:
-        raise ValueError(f"rollout.backend.type {settings.backend!r}: expected one of {', '.join(ROLLOUT_BACKENDS)}")
-    return builder(settings, tokenizer)
+    backend = settings.rollout.backend
+    return ROLLOUT_BACKENDS[backend.type](backend, settings, tokenizer)

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from tip_ray.broadcast import GroupAddress
+from tip_ray.config.rollout import RolloutConfig
 from tip_ray.records import PromptBatch, RolloutBatch
 from tip_ray.rollout.backend import SamplingRequest
 from tip_ray.rollout.backends import build_backend
@@ -18,13 +19,11 @@ from tip_ray.weights import VersionedWeights, WeightVersion
 
 @dataclass(frozen=True)
 class RolloutSettings:
+    """The run's rollout section as written, plus what the config does not say: the resolved
+    student folder, the run seed, dtype, thread budget and context window."""
+
     model_path: str
-    backend: str  # "hf" or "vllm"
-    backend_options: dict
-    temperature: float
-    top_p: float
-    max_new_tokens: int
-    samples_per_prompt: int
+    rollout: RolloutConfig
     seed: int
     dtype: str = "float32"
     num_threads: int | None = None
@@ -54,11 +53,12 @@ class RolloutWorker:
         self.weights.ensure(weights)
         self.calls += 1
         start = time.perf_counter()
+        sampling = self.settings.rollout.sampling
         request = SamplingRequest(
-            temperature=self.settings.temperature,
-            top_p=self.settings.top_p,
-            max_new_tokens=self.settings.max_new_tokens,
-            n=self.settings.samples_per_prompt,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_new_tokens=sampling.max_new_tokens,
+            n=self.settings.rollout.samples_per_prompt,
             # A batch's samples depend only on the run seed and the batch: retries and resumed
             # runs redo exactly the same rollouts.
             seed=self.settings.seed * 1_000_003 + prompts.batch_id,

@@ -8,13 +8,15 @@ for the `hidden` teacher form, a frozen copy of the teacher's LM head.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
+from tip_ray.config.selection import SelectionConfig
 from tip_ray.records import ScoredBatch, SelectedBatch, SelectionSummary
 from tip_ray.scoring.hidden import final_hidden_at_responses
 from tip_ray.scoring.merge import merge_scored
+from tip_ray.select.rule_arguments import rule_arguments
 from tip_ray.tip import (
     CutLines,
     index_signal,
@@ -31,16 +33,12 @@ from tip_ray.weights import VersionedWeights, WeightVersion
 
 @dataclass(frozen=True)
 class SelectorSettings:
+    """The run's selection section as written, plus what it does not say: resolved folders,
+    the forward micro-batch (teacher.micro_batch_size), the run seed, dtype, threads, name."""
+
     student_path: str
     teacher_head_path: str | None  # needed for the `hidden` teacher form
-    rule: str
-    ratio: float
-    rule_params: dict = field(default_factory=dict)
-    chunk_size: int = 512
-    metrics_cut_mode: str = "minmax"
-    metrics_entropy_cut: float = 0.5
-    metrics_divergence_cut: float = 0.5
-    metrics_entropy_clip_quantile: float = 0.98
+    selection: SelectionConfig
     micro_batch_size: int = 16
     seed: int = 0
     dtype: str = "float32"
@@ -84,7 +82,7 @@ class Selector:
         head = self.model.get_output_embeddings().weight
         stats = token_stats_from_hidden(
             hidden, head, signal_to(scored.teacher, self.device), teacher_head=self.teacher_head,
-            chunk_size=self.settings.chunk_size,
+            chunk_size=self.settings.selection.stats_chunk_size,
         )
         return type(stats)(entropy=stats.entropy.cpu(), reverse_kl=stats.reverse_kl.cpu(),
                            forward_kl=stats.forward_kl.cpu(), approximate=stats.approximate)
@@ -106,15 +104,16 @@ class Selector:
         gen = torch.Generator().manual_seed(s.seed * 1_000_003 + rollout.batch_id)
         finite = all(bool(torch.isfinite(t).all()) for t in (stats.entropy, stats.reverse_kl, stats.forward_kl))
         if finite:
+            rule = s.selection.rule
             selection = select_tokens(
-                s.rule,
+                rule.type,
                 entropy=entropy,
                 reverse_kl=reverse_kl,
                 forward_kl=forward_kl,
                 response_mask=mask,
-                ratio=s.ratio,
+                ratio=rule.ratio,
                 generator=gen,
-                **s.rule_params,
+                **rule_arguments(rule),
             )
         else:
             # A bad teacher signal (NaN/inf) makes the statistics unusable: nothing is selected,
@@ -127,9 +126,10 @@ class Selector:
         flat_index[mask] = torch.arange(int(mask.sum()))
         positions = selection.mask.nonzero()
         rows_in_signal = flat_index[selection.mask]
+        lines = s.selection.metrics_cuts
         cuts = resolve_cut_lines(
-            entropy, reverse_kl, mask, s.metrics_entropy_cut, s.metrics_divergence_cut, mode=s.metrics_cut_mode,
-            entropy_clip_quantile=s.metrics_entropy_clip_quantile,
+            entropy, reverse_kl, mask, lines.entropy, lines.divergence, mode=lines.mode,
+            entropy_clip_quantile=lines.entropy_clip_quantile,
         )
         labels = quadrant_labels(entropy, reverse_kl, mask, cuts)
         n_resp = int(mask.sum())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tip_ray.config.teacher import TeacherConfig, TopKSignal
 from tip_ray.records import RolloutBatch, ScoredBatch
 from tip_ray.scoring.hidden import final_hidden_at_responses
 from tip_ray.tip.signal import FullLogProbs, TeacherHidden, TeacherSignal, signal_to, topk_from_logprobs
@@ -17,10 +18,11 @@ from tip_ray.tip.signal import FullLogProbs, TeacherHidden, TeacherSignal, signa
 
 @dataclass(frozen=True)
 class ScorerSettings:
+    """The run's teacher section as written, plus what it does not say: the resolved teacher
+    folder, the LM-head chunk (selection.stats_chunk_size), dtype, threads, name, vocabulary."""
+
     model_path: str
-    form: str  # "hidden" | "full" | "topk"
-    k: int = 64
-    micro_batch_size: int = 16
+    teacher: TeacherConfig
     chunk_size: int = 512
     dtype: str = "float32"
     num_threads: int | None = None
@@ -79,11 +81,13 @@ class TeacherScorer:
     def score(self, rollout: RolloutBatch) -> ScoredBatch:
         start = time.perf_counter()
         s = self.settings
-        hidden = final_hidden_at_responses(self.model, rollout, s.micro_batch_size)
+        hidden = final_hidden_at_responses(self.model, rollout, s.teacher.micro_batch_size)
         tokens = rollout.input_ids[rollout.response_mask].to(hidden.device)
         sampled = sampled_token_logprobs(hidden, self.head, tokens, s.chunk_size).cpu()
         # What leaves the teacher's GPU is the signal, in host memory for the object store.
-        signal = signal_to(build_signal(hidden, self.head, s.form, s.k, s.chunk_size), "cpu")
+        form = s.teacher.signal
+        k = form.k if isinstance(form, TopKSignal) else 0
+        signal = signal_to(build_signal(hidden, self.head, form.type, k, s.chunk_size), "cpu")
         return ScoredBatch(
             rollout=rollout,
             teacher=signal,

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from tip_ray.config.teacher_server import base_url
+from tip_ray.config.teacher_server import ServerTeacher, base_url
 from tip_ray.records import RolloutBatch, ScoredBatch
 from tip_ray.teacher.openai_logprobs import answer_choices, completion_request, row_topk
 from tip_ray.teacher.scorer import ScorerSettings
@@ -34,23 +34,28 @@ def probe_text(tokenizer) -> str:
 class ServerTeacherScorer:
     """Same role and ``score`` contract as TeacherScorer, for ``teacher.signal.type: topk``."""
 
-    def __init__(self, settings: ScorerSettings, *, server: dict, tokenizer_path: str):
-        if settings.form != "topk":
+    def __init__(self, settings: ScorerSettings, *, tokenizer_path: str):
+        server = settings.teacher.backend
+        if not isinstance(server, ServerTeacher):
+            raise TypeError(f"ServerTeacherScorer needs teacher.backend type 'server', got {server.type!r}")
+        form = settings.teacher.signal
+        if form.type != "topk":
             raise TeacherServerError(
                 f"teacher.backend type 'server' yields the top-k form only, got teacher.signal.type "
-                f"{settings.form!r}; set it to 'topk'", url=server["url"])
+                f"{form.type!r}; set it to 'topk'", url=server.url)
+        self.k = form.k
         vocab = settings.vocab_size
-        if vocab is not None and not 1 <= settings.k <= vocab:
+        if vocab is not None and not 1 <= self.k <= vocab:
             # Checked before any request: vLLM 0.32's engine dies on prompt_logprobs above the vocabulary.
             raise TeacherServerError(
-                f"teacher.signal.k is {settings.k} but the student's vocabulary has {vocab} tokens: "
-                f"set teacher.signal.k to at most {vocab}", url=server["url"])
+                f"teacher.signal.k is {self.k} but the student's vocabulary has {vocab} tokens: "
+                f"set teacher.signal.k to at most {vocab}", url=server.url)
         self.settings = settings
         self.endpoint = ServerEndpoint(
-            url=base_url(server["url"]), api_key_env=server.get("api_key_env"), timeout_s=server["timeout_s"],
-            max_retries=server["max_retries"], backoff_s=server["backoff_s"])
-        self.max_logprobs = int(server["max_logprobs"])
-        self.model, self.max_model_len = self._served_model(server.get("model"))
+            url=base_url(server.url), api_key_env=server.api_key_env, timeout_s=server.timeout_s,
+            max_retries=server.max_retries, backoff_s=server.backoff_s)
+        self.max_logprobs = int(server.max_logprobs)
+        self.model, self.max_model_len = self._served_model(server.model)
         probe = self._check_tokenizer(tokenizer_path)
         self._check_k(probe)
 
@@ -98,7 +103,7 @@ class ServerTeacherScorer:
         return ours
 
     def _check_k(self, probe: list[int]) -> None:
-        k = self.settings.k
+        k = self.k
         try:
             self._score_rows([probe[:3]], [[1, 2]])
         except TeacherServerError as exc:
@@ -113,7 +118,7 @@ class ServerTeacherScorer:
     # ------------------------------------------------------------------ scoring
 
     def _score_rows(self, rows: list[list[int]], positions: list[list[int]]):
-        k = self.settings.k
+        k = self.k
         where = f"teacher server {self.endpoint.url}"
         answer = call(self.endpoint, "/v1/completions", completion_request(rows, self.model, k))
         parts = [row_topk(lps, ids, at, k, f"{where}, prompt {i}")
@@ -148,9 +153,9 @@ class ServerTeacherScorer:
 
     def score(self, rollout: RolloutBatch) -> ScoredBatch:
         start = time.perf_counter()
-        k = self.settings.k
+        k = self.k
         rows, positions = self._row_requests(rollout)
-        step = self.settings.micro_batch_size
+        step = self.settings.teacher.micro_batch_size
         parts = []
         for first in range(0, len(rows), step):
             parts += self._score_rows(rows[first:first + step], positions[first:first + step])

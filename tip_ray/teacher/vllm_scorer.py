@@ -55,17 +55,18 @@ class VLLMTeacherScorer:
         max_num_seqs: int = 256,
         tokenizer=None,
     ):
-        if settings.form != "topk":
+        if settings.teacher.signal.type != "topk":
             raise ValueError(
                 f"teacher.backend type 'vllm' yields the top-k form only, got teacher.signal.type "
-                f"{settings.form!r}; set it to 'topk' or use teacher.backend {{type: hf}}"
+                f"{settings.teacher.signal.type!r}; set it to 'topk' or use teacher.backend {{type: hf}}"
             )
+        self.k = settings.teacher.signal.k
         config = read_config(settings.model_path)
         self.vocab_size = int(text_config(config)["vocab_size"])
-        if not 1 <= settings.k <= self.vocab_size:
+        if not 1 <= self.k <= self.vocab_size:
             raise ValueError(
                 f"teacher.signal.k must be in [1, {self.vocab_size}] (the teacher's vocabulary), "
-                f"got {settings.k}"
+                f"got {self.k}"
             )
         if tokenizer is not None:
             check_tokenizer_matches(tokenizer, settings.model_path, config)
@@ -78,7 +79,7 @@ class VLLMTeacherScorer:
             dtype=settings.dtype,
             max_model_len=max_model_len,
             max_num_seqs=max_num_seqs,
-            max_logprobs=settings.k,
+            max_logprobs=self.k,
             num_threads=settings.num_threads,
         )
         self.llm = build_engine(settings.model_path, self.options, with_extension=False)
@@ -111,7 +112,7 @@ class VLLMTeacherScorer:
         from vllm import SamplingParams
 
         start = time.perf_counter()
-        k = self.settings.k
+        k = self.k
         requests = self._row_requests(rollout)
         params = SamplingParams(
             max_tokens=1,  # prefill is the work; the one sampled token is thrown away
