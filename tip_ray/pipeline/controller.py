@@ -38,6 +38,7 @@ import ray
 from ray.util.placement_group import placement_group
 
 from tip_ray.broadcast import GroupAddress
+from tip_ray.pipeline.faults import PolicyLagExceeded, StageDied, StageTimeout
 from tip_ray.pipeline.placement import (
     actor_options,
     engine_actor_options,
@@ -49,27 +50,8 @@ from tip_ray.pipeline.prepare import PreparedRun
 from tip_ray.pipeline.stages import learner_settings, rollout_settings, selector_settings, teacher_stage
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
-from tip_ray.errors import TipRayError
 
 log = logging.getLogger("tip_ray")
-
-
-class StageTimeout(TipRayError, RuntimeError):
-    """A stage did not answer within train.stage_timeout_s."""
-
-
-class StageDied(TipRayError, RuntimeError):
-    """A stage's actor died and Ray will not restart it (a learner rank, or out of restarts)."""
-
-    _fields = ("stage",)
-
-    @classmethod
-    def of(cls, stage: str, cause: BaseException) -> "StageDied":
-        return cls(f"stage {stage!r} died: {cause}", stage=stage)
-
-
-class PolicyLagExceeded(TipRayError, RuntimeError):
-    """A batch arrived with weights older than max_policy_lag allows (never silently accepted)."""
 
 
 @dataclass

@@ -1,22 +1,7 @@
 """One distillation run from a config: checks, Ray, the stages, the step loop, checkpoints and
 resuming, the run folder.
 
-A run survives what expensive runs meet:
-
-- The driver dies (kill -9, a lost node): a checkpoint is written every checkpoint.every_steps
-  updates and at the end; `tip-ray run` on the same run folder continues from the newest complete
-  one (`--resume` insists on one). Data order, step counter and LR schedule continue; the rows of
-  metrics.jsonl after the checkpoint are dropped and their batches trained again, and the batches
-  that were in flight when it was written are sampled again: both counts are logged and recorded.
-- A rollout, teacher or selector actor dies: Ray restarts it and retries its call (see the
-  controller); the run counts the restart and goes on.
-- A learner rank dies (or an actor runs out of restarts), or a stage hangs past
-  train.stage_timeout_s (reported with its name): the step ends, every actor is stopped and the
-  run resumes from its last checkpoint by itself, up to train.max_resumes times.
-- Bad numbers: a step with NaN/inf in its teacher signal, loss or gradient, or whose update would
-  make a weight NaN/inf, is skipped and counted; train.max_consecutive_bad_steps in a row stop it.
-- SIGTERM (preemption): the step finishes, a checkpoint is written if it fits (pipeline.signals).
-- A checkpoint on a full disk stops the run, the last good one kept (checkpoint.space).
+What a run survives, and the errors it stops with: tip_ray.pipeline.faults.
 """
 
 from __future__ import annotations
@@ -52,7 +37,8 @@ from tip_ray.config.loader import ConfigError
 from tip_ray.config.schema import PipelineConfig
 from tip_ray.data.prompts import DataPosition, PromptSampler
 from tip_ray.pipeline.connect import ray_init
-from tip_ray.pipeline.controller import Controller, StageDied, StageTimeout, shutdown_actors, start_actors
+from tip_ray.pipeline.controller import Controller, shutdown_actors, start_actors
+from tip_ray.pipeline.faults import RunFailed, StageDied, StageTimeout, TooManyBadSteps
 from tip_ray.pipeline.metrics import MetricsLog, Progress, read_metrics, step_metrics
 from tip_ray.pipeline.prepare import PreparedRun, prepare_run, write_resolved_config
 from tip_ray.pipeline.run_folder import claim_run_folder, secure_run_dir  # noqa: F401 (re-exported)
@@ -61,19 +47,10 @@ from tip_ray.pipeline.trackers import open_trackers
 from tip_ray.pipeline.train_accuracy import batch_accuracy, train_accuracy_fn
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
-from tip_ray.errors import TipRayError
 
 log = logging.getLogger("tip_ray")
 
 ResumeMode = Literal["auto", "require"]
-
-
-class TooManyBadSteps(TipRayError, RuntimeError):
-    """train.max_consecutive_bad_steps updates in a row were skipped for non-finite numbers."""
-
-
-class RunFailed(TipRayError, RuntimeError):
-    """A stage died or hung more often than train.max_resumes lets the run resume by itself."""
 
 
 @dataclass(frozen=True)
