@@ -24,7 +24,7 @@ def stages(tiny_pair, demo_prompts, tmp_path_factory):
     from tip_ray.learner.rank import LearnerRank
     from tip_ray.pipeline.placement import plan_placement
     from tip_ray.pipeline.prepare import prepare_run
-    from tip_ray.pipeline.run import make_prompt_batch
+    from tip_ray.pipeline.batches import make_prompt_batch
     from tip_ray.pipeline.stages import learner_settings, scorer_settings, selector_settings
     from tip_ray.select.selector import Selector
     from tip_ray.teacher.scorer import TeacherScorer

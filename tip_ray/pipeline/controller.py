@@ -38,6 +38,7 @@ import ray
 from ray.util.placement_group import placement_group
 
 from tip_ray.broadcast import GroupAddress
+from tip_ray.pipeline.batches import split_prompts
 from tip_ray.pipeline.faults import PolicyLagExceeded, StageDied, StageTimeout
 from tip_ray.pipeline.placement import (
     actor_options,
@@ -118,25 +119,6 @@ class Incarnation:
 def tracked(cls: type) -> type:
     """`cls` with an incarnation() method; same class name, so Ray's tools show the stage's name."""
     return type(cls.__name__, (Incarnation, cls), {"__qualname__": cls.__qualname__})
-
-
-def split_prompts(batch: PromptBatch, parts: int) -> list[PromptBatch]:
-    """Contiguous shards of a prompt batch, one per rollout worker (empty shards dropped)."""
-    n = len(batch.prompt_ids)
-    bounds = [round(i * n / parts) for i in range(parts + 1)]
-    shards = []
-    for lo, hi in zip(bounds, bounds[1:]):
-        if hi > lo:
-            shards.append(
-                PromptBatch(
-                    batch_id=batch.batch_id,
-                    prompt_ids=batch.prompt_ids[lo:hi],
-                    answers=batch.answers[lo:hi],
-                    data_positions=batch.data_positions[lo:hi],
-                    prompt_rows=batch.prompt_rows[lo:hi],
-                )
-            )
-    return shards
 
 
 def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = "") -> StageActors:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from tip_ray.learner.rank import LearnerRank
 from tip_ray.pipeline.placement import plan_placement
 from tip_ray.pipeline.prepare import PreparedRun
-from tip_ray.pipeline.run import make_prompt_batch
+from tip_ray.pipeline.batches import make_prompt_batch
 from tip_ray.pipeline.stages import learner_settings, rollout_settings, scorer_settings, selector_settings
 from tip_ray.data.prompts import PromptSampler
 from tip_ray.rollout.worker import RolloutWorker

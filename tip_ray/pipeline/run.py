@@ -36,6 +36,7 @@ from tip_ray.checkpoint.state import capture_driver_rng, restore_driver_rng
 from tip_ray.config.loader import ConfigError
 from tip_ray.config.schema import PipelineConfig
 from tip_ray.data.prompts import DataPosition, PromptSampler
+from tip_ray.pipeline.batches import make_prompt_batch
 from tip_ray.pipeline.connect import ray_init
 from tip_ray.pipeline.controller import Controller, shutdown_actors, start_actors
 from tip_ray.pipeline.faults import RunFailed, StageDied, StageTimeout, TooManyBadSteps
@@ -79,17 +80,6 @@ def skip_reason(extra: dict[str, float]) -> str:
     if extra.get("nonfinite_weights"):
         return "weights after the update (it was refused; the learning rate may be too large)"
     return "loss or gradient"
-
-
-def make_prompt_batch(sampler: PromptSampler, batch_id: int, size: int) -> PromptBatch:
-    picked = sampler.next_batch(size)
-    return PromptBatch(
-        batch_id=batch_id,
-        prompt_ids=tuple(p.ids for _, p in picked),
-        answers=tuple(p.answer for _, p in picked),
-        data_positions=tuple((pos.epoch, pos.index) for pos, _ in picked),
-        prompt_rows=tuple(p.row for _, p in picked),
-    )
 
 
 def init_ray(config: PipelineConfig, address: str | None) -> bool:
