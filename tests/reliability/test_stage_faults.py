@@ -65,8 +65,8 @@ class Member:
 
 
 def test_hung_and_dead_stages_are_named(ray_local):
-    from tip_ray.pipeline.controller import wait_all
     from tip_ray.pipeline.faults import StageDied, StageTimeout
+    from tip_ray.pipeline.waits import wait_all
 
     quick, slow = Member.remote(), Member.remote()
     ray.get([quick.answer.remote(0), slow.answer.remote(0)])

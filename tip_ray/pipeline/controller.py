@@ -39,7 +39,7 @@ from ray.util.placement_group import placement_group
 
 from tip_ray.broadcast import GroupAddress
 from tip_ray.pipeline.batches import split_prompts
-from tip_ray.pipeline.faults import PolicyLagExceeded, StageDied, StageTimeout
+from tip_ray.pipeline.faults import PolicyLagExceeded
 from tip_ray.pipeline.placement import (
     actor_options,
     engine_actor_options,
@@ -49,6 +49,7 @@ from tip_ray.pipeline.placement import (
 )
 from tip_ray.pipeline.prepare import PreparedRun
 from tip_ray.pipeline.stages import learner_settings, rollout_settings, selector_settings, teacher_stage
+from tip_ray.pipeline.waits import wait_all, wait_ready_refs, wait_stage
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
 
@@ -193,47 +194,6 @@ def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = ""
         all=[*rollouts, *scorers, selector, *learners],
         names=names,
     )
-
-
-def _timeout_error(stage: str, timeout_s: float) -> StageTimeout:
-    return StageTimeout(
-        f"stage {stage!r} did not answer within train.stage_timeout_s={timeout_s:g}s; "
-        f"it may be hung (see the actor's log) or need a larger timeout"
-    )
-
-
-def wait_stage(refs, stage: str, timeout_s: float):
-    """ray.get with the stage's name in the error when it takes longer than the timeout or its
-    actor died for good."""
-    try:
-        return ray.get(refs, timeout=timeout_s)
-    except ray.exceptions.GetTimeoutError:
-        raise _timeout_error(stage, timeout_s) from None
-    except ray.exceptions.RayActorError as exc:
-        raise StageDied.of(stage, exc) from exc
-
-
-def wait_all(refs: list, stage: str, timeout_s: float) -> list:
-    """Like wait_stage over a group that works together (the learner ranks), but fails as soon as
-    one member fails: the others may be blocked in a collective waiting for the dead one."""
-    deadline = time.monotonic() + timeout_s
-    pending = list(refs)
-    while pending:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise _timeout_error(stage, timeout_s)
-        ready, pending = ray.wait(pending, num_returns=1, timeout=left, fetch_local=False)
-        for ref in ready:
-            wait_stage(ref, stage, max(deadline - time.monotonic(), 1.0))  # raises its error now
-    return wait_stage(list(refs), stage, timeout_s)
-
-
-def wait_ready_refs(refs, stage: str, timeout_s: float) -> None:
-    """Wait until `refs` are computed without fetching them here (raises the stage's error)."""
-    # A failed stage call surfaces later, through the selector call that depends on it.
-    _, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s, fetch_local=False)
-    if pending:
-        raise _timeout_error(stage, timeout_s)
 
 
 def weight_sync_mode(config) -> tuple[bool, str]:
