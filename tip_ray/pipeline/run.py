@@ -36,9 +36,9 @@ from tip_ray.checkpoint.state import capture_driver_rng, restore_driver_rng
 from tip_ray.config.loader import ConfigError
 from tip_ray.config.schema import PipelineConfig
 from tip_ray.data.prompts import DataPosition, PromptSampler
-from tip_ray.pipeline.batches import make_prompt_batch
 from tip_ray.pipeline.connect import ray_init
-from tip_ray.pipeline.controller import Controller, shutdown_actors, start_actors
+from tip_ray.pipeline.actors import shutdown_actors, start_actors
+from tip_ray.pipeline.controller import Controller
 from tip_ray.pipeline.faults import RunFailed, StageDied, StageTimeout, TooManyBadSteps
 from tip_ray.pipeline.metrics import MetricsLog, Progress, read_metrics, step_metrics
 from tip_ray.pipeline.prepare import PreparedRun, prepare_run, write_resolved_config
@@ -46,7 +46,6 @@ from tip_ray.pipeline.run_folder import claim_run_folder, secure_run_dir  # noqa
 from tip_ray.pipeline.signals import StopRequest, stop_after
 from tip_ray.pipeline.trackers import open_trackers
 from tip_ray.pipeline.train_accuracy import batch_accuracy, train_accuracy_fn
-from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
 
 log = logging.getLogger("tip_ray")
@@ -226,7 +225,6 @@ class RunSession:
         self.config = prepared.config
         self.actors = actors
         self.on_step = on_step
-        self.controller = Controller(prepared, actors)
         self.store = CheckpointStore(prepared.run_dir, self.config.checkpoint.keep_last)
         # Fault counts survive an automatic resume in this process; a new process reads them back.
         self.faults = faults if faults is not None else FaultCounters()
@@ -234,9 +232,7 @@ class RunSession:
         self.after_failure = after_failure
         self.training = TrainingCounters()
         self.sampler = PromptSampler(prepared.prompts, seed=self.config.train.seed, shuffle=self.config.data.shuffle)
-        self.positions: dict[int, DataPosition] = {}  # batch id -> data position of its first prompt
-        self.weights_cache: dict[int, WeightVersion] = {}  # versions in-flight batches still use
-        self.next_launch = 0
+        self.controller = Controller(prepared, actors, self.sampler)
         self.wall_before = 0.0  # wall time spent by earlier processes (from the checkpoint)
         self.start_wall = time.perf_counter()
         self.metrics: MetricsLog | None = None
@@ -269,8 +265,8 @@ class RunSession:
         restore_driver_rng(state)
         self.sampler.position = DataPosition(state.data_epoch, state.data_index)
         for version in state.policy_versions:
-            self.weights_cache[version] = self._load_policy(found.path, version)
-        self.weights_cache[state.step] = self.controller.publish_weights(state.step)
+            self.controller.weights_cache[version] = self._load_policy(found.path, version)
+        self.controller.publish(state.step)
         dropped = restore_logs(run_dir, found.path)
         self.faults.resumes += 1
         self.faults.batches_redone += dropped
@@ -323,16 +319,15 @@ class RunSession:
                 f"driver and the learner nodes"
             )
         lag = self.config.train.max_policy_lag
-        in_flight = list(range(step, self.next_launch))
-        versions = sorted({max(0, b - lag) for b in in_flight} - {0, step})
+        in_flight, versions = self.controller.in_flight_after(step)
         if versions:
             (tmp / "policy").mkdir()
         for version in versions:
-            weights = ray.get(self.weights_cache[version].refs[0])
+            weights = ray.get(self.controller.weights_cache[version].refs[0])
             # Tied weights share storage, which safetensors refuses: save independent copies.
             save_file({k: v.detach().clone().contiguous() for k, v in weights.items()},
                       str(tmp / "policy" / f"version_{version}.safetensors"))
-        position = self.positions.get(step, self.sampler.position)
+        position = self.controller.position_at(step)
         py_rng, torch_rng = capture_driver_rng()
         write_state(tmp, TrainerState(
             step=step,
@@ -357,25 +352,13 @@ class RunSession:
         if self.config.checkpoint.export_hf:
             from tip_ray.learner.export import export_hf
 
-            export_hf(ray.get(self.weights_cache[step].refs[0]), self.prepared.student_path, tmp / "hf")
+            export_hf(ray.get(self.controller.weights_cache[step].refs[0]), self.prepared.student_path, tmp / "hf")
         final = self.store.commit(tmp, step)
         log.info("checkpoint %s written in %.1f s (%d batch(es) in flight)", final.name,
                  time.perf_counter() - begin, len(in_flight))
         return final
 
     # ------------------------------------------------------------------ loop
-
-    def launch_until(self, limit: int) -> None:
-        """Launch batches up to id `limit` - 1; batch b is sampled with version max(0, b - lag)."""
-        config = self.config
-        limit = min(limit, config.train.steps)
-        while self.next_launch < limit:
-            b = self.next_launch
-            self.positions[b] = self.sampler.position
-            batch = make_prompt_batch(self.sampler, b, config.rollout.prompts_per_step)
-            self.pending[b] = batch
-            self.controller.launch(batch, self.weights_cache[max(0, b - config.train.max_policy_lag)])
-            self.next_launch += 1
 
     def run(self, found: FoundCheckpoint | None, state: TrainerState | None) -> RunSummary:
         config = self.config
@@ -388,9 +371,6 @@ class RunSession:
             log.info("data: %d rows read, %d bad rows skipped, %d overlong prompts truncated, %d dropped",
                      report.rows_read, len(report.skipped_bad), report.truncated_overlong, report.dropped_overlong)
         total = config.train.steps
-        self.weights_cache.setdefault(0, WeightVersion(version=0))  # the model folder's weights
-        self.next_launch = first
-        self.pending: dict[int, PromptBatch] = {}
         grade = train_accuracy_fn(config)
         self.metrics = MetricsLog(self.prepared.run_dir, tensorboard=config.logging.tensorboard,
                                   trackers=open_trackers(config, self.prepared.run_dir),
@@ -403,10 +383,10 @@ class RunSession:
             evaluator = RunEvaluator(config.eval, self.actors.rollouts[0], config.data.chat_template == "auto",
                                      config.train.seed)
             if first == 0 and evaluator.due(0, total):
-                self._evaluate(evaluator, self.weights_cache[0], 0)
+                self._evaluate(evaluator, controller.weights_cache[0], 0)
         signal_form = config.teacher.signal.type
-        self.launch_until(first + controller.lag + 1)
-        weights = self.weights_cache[first]
+        controller.start(first)
+        weights = controller.weights_cache[first]
         learner_step = state.learner_step if (state is not None and first) else 0
         for step in range(first, total):
             if self.stop_request is not None and self.stop_request.requested:
@@ -419,14 +399,8 @@ class RunSession:
                             "call in flight was redone with the same weights and seed", name,
                             controller.restarts[name], config.train.max_actor_restarts)
             result = controller.train(item.selected_ref)
-            sync_start = time.perf_counter()
-            weights = controller.publish_weights(step + 1)
-            sync_seconds = time.perf_counter() - sync_start
-            self.weights_cache[step + 1] = weights
-            for version in [v for v in self.weights_cache if v < step + 1 - controller.lag]:
-                del self.weights_cache[version]
-            self.launch_until(step + 2 + controller.lag)
-            batch = self.pending.pop(step)
+            weights, sync_seconds = controller.advance(step + 1)
+            batch = item.batch
             row = step_metrics(
                 result,
                 summary,
@@ -440,7 +414,7 @@ class RunSession:
                 accuracy=batch_accuracy(rollouts, batch, grade),
             )
             row["prompt_rows"] = list(batch.prompt_rows)
-            row["weight_sync"] = "broadcast" if controller.broadcast_weights else "object_store"
+            row["weight_sync"] = "broadcast" if controller.publisher.broadcast else "object_store"
             row["weight_sync_seconds"] = sync_seconds
             row.update(self._count_step(result, rollouts, step))
             if evaluator is not None and evaluator.due(step + 1, total):
