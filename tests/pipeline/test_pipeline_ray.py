@@ -26,7 +26,7 @@ def weights_of(path):
 
 
 def test_run_completes_and_trains(ray_local, tiny_pair, demo_prompts, tmp_path):
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     config = load(tmp_path, tiny_pipeline_doc(
         tiny_pair, demo_prompts, tmp_path / "run", learner={"num_ranks": 2},
@@ -55,7 +55,7 @@ def test_run_completes_and_trains(ray_local, tiny_pair, demo_prompts, tmp_path):
 
 
 def test_policy_lag_is_bounded_and_used(ray_local, tiny_pair, demo_prompts, tmp_path):
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     config = load(tmp_path, tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run",
                                              train={"steps": 4, "max_policy_lag": 1, "seed": 0, "stage_timeout_s": 120}))

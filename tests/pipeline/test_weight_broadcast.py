@@ -118,7 +118,7 @@ def test_broadcast_before_joining_is_a_clear_error(tiny_pair):
 
 def test_two_rollout_workers_join_one_group(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     config = load_pipeline(write_pipeline(tmp_path, tiny_pipeline_doc(
         tiny_pair, demo_prompts, tmp_path / "run", name="bcast2",

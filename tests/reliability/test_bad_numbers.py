@@ -153,7 +153,7 @@ def nan_teacher(pair, folder):
 def test_nan_teacher_stops_the_run(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.config import load_pipeline
     from tip_ray.pipeline.faults import TooManyBadSteps
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     # A rule that needs no divergence: the selector passes the NaN signal on to the learner.
     # (With a divergence-based rule the selector selects nothing and the learner skips the same way.)

@@ -18,7 +18,7 @@ from tests.reliability.conftest import LAG, STEPS, comparable, read_rows, reliab
 @pytest.mark.timeout(900)
 def test_actors_killed_mid_run(reference_run, tiny_pair, demo_prompts, tmp_path, caplog):
     from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     _, reference_rows = reference_run
     run_dir = tmp_path / "run"

@@ -82,7 +82,7 @@ def handle(args: argparse.Namespace) -> int:
     from tip_ray.checkpoint.lock import RunFolderBusy
     from tip_ray.checkpoint.redact import redact
     from tip_ray.pipeline.faults import PolicyLagExceeded, RunFailed, StageDied, StageTimeout, TooManyBadSteps
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
     from tip_ray.pipeline.signals import SIGTERM_EXIT_CODE, Preempted
 
     log_to_stderr()

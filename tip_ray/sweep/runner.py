@@ -75,7 +75,8 @@ def record_from_run(label: str, rule: str, ratio: float, seed: int, summary, run
 def run_sweep(loaded: LoadedSweep, *, address: str | None = None, log=print) -> list[RunRecord]:
     import ray
 
-    from tip_ray.pipeline.run import init_ray, run_pipeline
+    from tip_ray.pipeline.ray_lifecycle import init_ray
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     report_dir = loaded.report_dir
     report_dir.mkdir(parents=True, exist_ok=True)
