@@ -60,6 +60,10 @@ def test_policy_lag_is_bounded_and_used(ray_local, tiny_pair, demo_prompts, tmp_
     config = load(tmp_path, tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run",
                                              train={"steps": 4, "max_policy_lag": 1, "seed": 0, "stage_timeout_s": 120}))
     run_pipeline(config)
-    lags = [r["policy_lag"] for r in read_metrics(tmp_path / "run")]
+    rows = read_metrics(tmp_path / "run")
+    lags = [r["policy_lag"] for r in rows]
     assert max(lags) <= 1
     assert lags[0] == 0 and 1 in lags  # batch 1 was sampled while step 0 trained
+    # Batches launched and not yet trained on, after each step's launch: at most L + 1 = 2 (the
+    # lag is the one bound), fewer once the last batch is launched.
+    assert [r["queue_in_flight"] for r in rows] == [2, 2, 1, 0]

@@ -12,7 +12,7 @@ from tip_ray.data.prompts import PromptSampler
 from tip_ray.pipeline.checkpoint_writer import checkpoint_due, write_checkpoint
 from tip_ray.pipeline.controller import Controller
 from tip_ray.pipeline.counters import count_step
-from tip_ray.pipeline.evaluation import evaluate_bounded
+from tip_ray.pipeline.evaluation import RunEvaluator, evaluate_bounded
 from tip_ray.pipeline.faults import TooManyBadSteps
 from tip_ray.pipeline.metrics import MetricsLog, Progress, step_metrics
 from tip_ray.pipeline.prepare import PreparedRun
@@ -69,8 +69,6 @@ class RunSession:
         self.progress = Progress(total, first, config.logging.progress)
         evaluator = None
         if config.eval.every_steps or config.eval.at_start:
-            from tip_ray.pipeline.evaluation import RunEvaluator
-
             evaluator = RunEvaluator(config.eval, self.actors.rollouts[0], config.data.chat_template == "auto",
                                      config.train.seed)
             if first == 0 and evaluator.due(0, total):
