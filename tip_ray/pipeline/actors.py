@@ -12,6 +12,7 @@ import ray
 from ray.util.placement_group import placement_group
 
 from tip_ray.pipeline.placement import (
+    Role,
     actor_options,
     engine_actor_options,
     learner_placement_group,
@@ -58,58 +59,58 @@ def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = ""
     config = prepared.config
     plans = plan_placement(config)
 
-    def named(role: str, i: int) -> str | None:
+    def named(role: Role, i: int) -> str | None:
         return f"{name_prefix}{role}-{i}" if name_prefix else None
 
     groups = []  # placement groups this run created, removed at shutdown
     rollouts = []
-    engine_bundles = rollout_engine_bundles(config, plans["rollout"])
+    engine_bundles = rollout_engine_bundles(config, plans[Role.ROLLOUT])
     for i in range(config.rollout.num_workers):
-        options = actor_options(plans["rollout"], max_restarts=max_restarts, name=named("rollout", i))
+        options = actor_options(plans[Role.ROLLOUT], max_restarts=max_restarts, name=named(Role.ROLLOUT, i))
         if engine_bundles is not None:  # a tensor-parallel vLLM engine: its workers take the bundles
             group = placement_group(engine_bundles, strategy="STRICT_PACK")
             ray.get(group.ready(), timeout=config.train.stage_timeout_s)
             groups.append(group)
-            options = engine_actor_options(plans["rollout"], group, max_restarts=max_restarts, name=named("rollout", i))
+            options = engine_actor_options(plans[Role.ROLLOUT], group, max_restarts=max_restarts, name=named(Role.ROLLOUT, i))
         rollouts.append(ray.remote(tracked(RolloutWorker)).options(**options)
-                        .remote(rollout_settings(prepared, plans["rollout"], i)))
+                        .remote(rollout_settings(prepared, plans[Role.ROLLOUT], i)))
     scorers = []
     for i in range(config.teacher.num_scorers):
         # Hugging Face, or a vLLM engine when teacher.backend is vllm (top-k signals only).
-        scorer_cls, args, kwargs = teacher_stage(prepared, plans["teacher"], i)
+        scorer_cls, args, kwargs = teacher_stage(prepared, plans[Role.TEACHER], i)
         scorers.append(
             ray.remote(tracked(scorer_cls))
-            .options(**actor_options(plans["teacher"], max_restarts=max_restarts, name=named("teacher", i)))
+            .options(**actor_options(plans[Role.TEACHER], max_restarts=max_restarts, name=named(Role.TEACHER, i)))
             .remote(*args, **kwargs)
         )
     selector = (
         ray.remote(tracked(Selector))
-        .options(**actor_options(plans["selector"], max_restarts=max_restarts, name=named("selector", 0)))
-        .remote(selector_settings(prepared, plans["selector"], 0))
+        .options(**actor_options(plans[Role.SELECTOR], max_restarts=max_restarts, name=named(Role.SELECTOR, 0)))
+        .remote(selector_settings(prepared, plans[Role.SELECTOR], 0))
     )
     pg = None
-    learner_opts = actor_options(plans["learner"])
-    if plans["learner"].pool is not None:
+    learner_opts = actor_options(plans[Role.LEARNER])
+    if plans[Role.LEARNER].pool is not None:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        pg = learner_placement_group(plans["learner"], config.learner.num_ranks)
+        pg = learner_placement_group(plans[Role.LEARNER], config.learner.num_ranks)
         ray.get(pg.ready(), timeout=config.train.stage_timeout_s)
         groups.append(pg)
-    settings = learner_settings(prepared, plans["learner"])
+    settings = learner_settings(prepared, plans[Role.LEARNER])
     learners = []
     for rank in range(config.learner.num_ranks):
         opts = dict(learner_opts)
         if name_prefix:
-            opts["name"] = named("learner", rank)
+            opts["name"] = named(Role.LEARNER, rank)
         if pg is not None:
             opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 placement_group=pg, placement_group_bundle_index=rank
             )
             opts["resources"] = {}  # the bundle already reserved the pool resource
         learners.append(ray.remote(LearnerRank).options(**opts).remote(rank, settings))
-    names = {f"rollout-{i}": a for i, a in enumerate(rollouts)}
-    names.update({f"teacher-{i}": a for i, a in enumerate(scorers)})
-    names["selector-0"] = selector
+    names = {f"{Role.ROLLOUT}-{i}": a for i, a in enumerate(rollouts)}
+    names.update({f"{Role.TEACHER}-{i}": a for i, a in enumerate(scorers)})
+    names[f"{Role.SELECTOR}-0"] = selector
     return StageActors(
         rollouts=rollouts,
         scorers=scorers,

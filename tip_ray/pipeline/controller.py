@@ -46,6 +46,7 @@ from tip_ray.data.prompts import DataPosition, PromptSampler
 from tip_ray.pipeline.actors import StageActors
 from tip_ray.pipeline.batches import make_prompt_batch, split_prompts
 from tip_ray.pipeline.faults import PolicyLagExceeded
+from tip_ray.pipeline.placement import Role
 from tip_ray.pipeline.prepare import PreparedRun
 from tip_ray.pipeline.waits import wait_all, wait_ready_refs, wait_stage
 from tip_ray.pipeline.weight_publish import WeightPublisher
@@ -164,17 +165,17 @@ class Controller:
                                f"the controller launched too early")
         shards = split_prompts(batch, len(self.actors.rollouts))
         rollout_refs = [w.generate.remote(shard, weights) for w, shard in zip(self.actors.rollouts, shards)]
-        used = [f"rollout-{i}" for i in range(len(rollout_refs))]
+        used = [f"{Role.ROLLOUT}-{i}" for i in range(len(rollout_refs))]
         scored_refs = []
         for ref in rollout_refs:
             index = self._next_scorer % len(self.actors.scorers)
             self._next_scorer += 1
             scored_refs.append(self.actors.scorers[index].score.remote(ref))
-            used.append(f"teacher-{index}")
+            used.append(f"{Role.TEACHER}-{index}")
         selected_ref, summary_ref = self.actors.selector.select.options(num_returns=2).remote(
             weights, *scored_refs
         )
-        used.append("selector-0")
+        used.append(f"{Role.SELECTOR}-0")
         # Asked after the stage calls, so the answer comes from the actor that ran (or re-ran) them.
         incarnation_refs = [(name, self.actors.names[name].incarnation.remote()) for name in dict.fromkeys(used)]
         self.queue.append(InFlight(batch, rollout_refs, scored_refs, selected_ref, summary_ref, incarnation_refs))

@@ -12,7 +12,7 @@ import logging
 
 from tip_ray.broadcast import GroupAddress
 from tip_ray.pipeline.actors import StageActors
-from tip_ray.pipeline.placement import plan_placement
+from tip_ray.pipeline.placement import Role, plan_placement
 from tip_ray.pipeline.waits import wait_all, wait_stage
 from tip_ray.weights import WeightVersion
 
@@ -27,7 +27,7 @@ def weight_sync_mode(config) -> tuple[bool, str]:
     gloo (host memory), and `auto` keeps them on the object store.
     """
     plans = plan_placement(config)
-    whole_gpus = plans["rollout"].num_gpus >= 1 and plans["learner"].num_gpus >= 1
+    whole_gpus = plans[Role.ROLLOUT].num_gpus >= 1 and plans[Role.LEARNER].num_gpus >= 1
     colocated = getattr(config.rollout.backend, "sleep_when_idle", False)
     sync = config.rollout.weight_sync
     transport = "nccl" if whole_gpus else "gloo"
