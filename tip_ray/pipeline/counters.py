@@ -4,7 +4,9 @@ counts every metrics row carries."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tip_ray.pipeline.step_row import StepCounters
 
 if TYPE_CHECKING:
     from tip_ray.pipeline.session import RunSession
@@ -20,7 +22,7 @@ def skip_reason(extra: dict[str, float]) -> str:
     return "loss or gradient"
 
 
-def count_step(session: RunSession, result, rollouts, step: int) -> dict[str, Any]:
+def count_step(session: RunSession, result, rollouts, step: int) -> StepCounters:
     """Update the run's counters with one step and return them for its metrics row."""
     training = session.training
     empty = sum(int((r.response_mask.sum(1) == 0).sum()) for r in rollouts)
@@ -34,16 +36,16 @@ def count_step(session: RunSession, result, rollouts, step: int) -> dict[str, An
     else:
         training.consecutive_bad_steps = 0
     report = session.prepared.data_report
-    return {
-        "nonfinite_inputs": int(result.extra.get("nonfinite_inputs", 0)),
-        "nonfinite_weights": int(result.extra.get("nonfinite_weights", 0)),
-        "empty_responses": empty,
-        "skipped_steps": training.skipped_steps,
-        "actor_restarts": session.faults.actor_restarts,
-        "resumes": session.faults.resumes,
-        "batches_redone": session.faults.batches_redone,
-        "in_flight_relaunched": session.faults.in_flight_relaunched,
-        "data_rows_skipped": len(report.skipped_bad),
-        "prompts_truncated": report.truncated_overlong,
-        "prompts_dropped": report.dropped_overlong,
-    }
+    return StepCounters(
+        nonfinite_inputs=int(result.extra.get("nonfinite_inputs", 0)),
+        nonfinite_weights=int(result.extra.get("nonfinite_weights", 0)),
+        empty_responses=empty,
+        skipped_steps=training.skipped_steps,
+        actor_restarts=session.faults.actor_restarts,
+        resumes=session.faults.resumes,
+        batches_redone=session.faults.batches_redone,
+        in_flight_relaunched=session.faults.in_flight_relaunched,
+        data_rows_skipped=len(report.skipped_bad),
+        prompts_truncated=report.truncated_overlong,
+        prompts_dropped=report.dropped_overlong,
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from tip_ray.checkpoint import CheckpointStore, FaultCounters, FoundCheckpoint, TrainerState, TrainingCounters
 from tip_ray.data.prompts import PromptSampler
@@ -90,7 +91,7 @@ class RunSession:
             result = controller.train(item.selected_ref)
             weights, sync_seconds = controller.advance(step + 1)
             batch = item.batch
-            row = step_metrics(
+            typed = step_metrics(
                 result,
                 summary,
                 learner_version=step,
@@ -101,13 +102,14 @@ class RunSession:
                 step_seconds=time.perf_counter() - step_start,
                 in_flight=len(controller.queue),
                 accuracy=batch_accuracy(rollouts, batch, grade),
+                prompt_rows=batch.prompt_rows,
+                weight_sync="broadcast" if controller.publisher.broadcast else "object_store",
+                weight_sync_seconds=sync_seconds,
+                counters=count_step(self, result, rollouts, step),
             )
-            row["prompt_rows"] = list(batch.prompt_rows)
-            row["weight_sync"] = "broadcast" if controller.publisher.broadcast else "object_store"
-            row["weight_sync_seconds"] = sync_seconds
-            row.update(count_step(self, result, rollouts, step))
             if evaluator is not None and evaluator.due(step + 1, total):
-                row["eval_accuracy"] = self._evaluate(evaluator, weights, step + 1)
+                typed = replace(typed, evaluated=True, eval_accuracy=self._evaluate(evaluator, weights, step + 1))
+            row = typed.to_row()
             self.metrics.write(row)
             self.progress.update(row)
             if self.training.consecutive_bad_steps >= config.train.max_consecutive_bad_steps:
