@@ -26,8 +26,6 @@ def count_step(session: RunSession, result, rollouts, step: int) -> StepCounters
     """Update the run's counters with one step and return them for its metrics row."""
     training = session.training
     empty = sum(int((r.response_mask.sum(1) == 0).sum()) for r in rollouts)
-    training.empty_responses += empty
-    training.nonfinite_inputs += int(result.extra.get("nonfinite_inputs", 0))
     if result.skipped:
         training.skipped_steps += 1
         training.consecutive_bad_steps += 1

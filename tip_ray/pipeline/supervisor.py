@@ -74,7 +74,6 @@ def run_pipeline(
                         f"{prepared.run_dir / 'checkpoints'}: `tip-ray run ... --resume` continues it"
                     ) from exc
                 resumed_here += 1
-                faults.automatic_resumes += 1
                 failure = exc
                 log.warning("%s; stopping every actor and resuming from the last checkpoint "
                             "(automatic resume %d of at most %d)", exc, resumed_here,
