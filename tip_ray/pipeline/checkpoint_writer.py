@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import ray
 
@@ -15,9 +14,7 @@ from tip_ray.checkpoint.state import capture_driver_rng
 from tip_ray.config.schema import PipelineConfig
 from tip_ray.pipeline.faults import StageDied, StageTimeout
 from tip_ray.pipeline.prepare import write_resolved_config
-
-if TYPE_CHECKING:
-    from tip_ray.pipeline.session import RunSession
+from tip_ray.pipeline.session_state import SessionState
 
 log = logging.getLogger("tip_ray")
 
@@ -27,7 +24,7 @@ def checkpoint_due(config: PipelineConfig, step: int) -> bool:
     return step == config.train.steps or bool(every and step % every == 0)
 
 
-def write_checkpoint(session: RunSession, step: int, learner_step: int) -> Path:
+def write_checkpoint(session: SessionState, step: int, learner_step: int) -> Path:
     """Everything needed to continue after update `step`, atomically (see CheckpointStore);
     a write that fails (a full disk) stops the run (tip_ray.checkpoint.space.write_or_stop)."""
     from tip_ray.checkpoint.space import write_or_stop
@@ -39,7 +36,8 @@ def write_checkpoint(session: RunSession, step: int, learner_step: int) -> Path:
     session.checkpoint_seconds.append(time.perf_counter() - begin)
     return final
 
-def _write_checkpoint(session: RunSession, step: int, learner_step: int) -> Path:
+
+def _write_checkpoint(session: SessionState, step: int, learner_step: int) -> Path:
     from safetensors.torch import save_file
 
     begin = time.perf_counter()

@@ -4,12 +4,10 @@ counts every metrics row carries."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+from tip_ray.checkpoint import FaultCounters, TrainingCounters
+from tip_ray.data.prompts import ReadReport
 from tip_ray.pipeline.step_row import StepCounters
-
-if TYPE_CHECKING:
-    from tip_ray.pipeline.session import RunSession
 
 log = logging.getLogger("tip_ray")
 
@@ -22,9 +20,9 @@ def skip_reason(extra: dict[str, float]) -> str:
     return "loss or gradient"
 
 
-def count_step(session: RunSession, result, rollouts, step: int) -> StepCounters:
+def count_step(training: TrainingCounters, faults: FaultCounters, report: ReadReport, result, rollouts,
+               step: int) -> StepCounters:
     """Update the run's counters with one step and return them for its metrics row."""
-    training = session.training
     empty = sum(int((r.response_mask.sum(1) == 0).sum()) for r in rollouts)
     if result.skipped:
         training.skipped_steps += 1
@@ -33,16 +31,15 @@ def count_step(session: RunSession, result, rollouts, step: int) -> StepCounters
                     training.consecutive_bad_steps)
     else:
         training.consecutive_bad_steps = 0
-    report = session.prepared.data_report
     return StepCounters(
         nonfinite_inputs=int(result.extra.get("nonfinite_inputs", 0)),
         nonfinite_weights=int(result.extra.get("nonfinite_weights", 0)),
         empty_responses=empty,
         skipped_steps=training.skipped_steps,
-        actor_restarts=session.faults.actor_restarts,
-        resumes=session.faults.resumes,
-        batches_redone=session.faults.batches_redone,
-        in_flight_relaunched=session.faults.in_flight_relaunched,
+        actor_restarts=faults.actor_restarts,
+        resumes=faults.resumes,
+        batches_redone=faults.batches_redone,
+        in_flight_relaunched=faults.in_flight_relaunched,
         data_rows_skipped=len(report.skipped_bad),
         prompts_truncated=report.truncated_overlong,
         prompts_dropped=report.dropped_overlong,

@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import ray
 
 from tip_ray.checkpoint import FoundCheckpoint, TrainerState, restore_logs
 from tip_ray.checkpoint.state import restore_driver_rng
 from tip_ray.data.prompts import DataPosition
+from tip_ray.pipeline.session_state import SessionState
 from tip_ray.weights import WeightVersion
-
-if TYPE_CHECKING:
-    from tip_ray.pipeline.session import RunSession
 
 log = logging.getLogger("tip_ray")
 
 
-def restore(session: RunSession, found: FoundCheckpoint | None, state: TrainerState | None) -> int:
+def restore(session: SessionState, found: FoundCheckpoint | None, state: TrainerState | None) -> int:
     """Load checkpoint `found` (if any) into the learners and the sampler and put the run
     folder's logs back at its step; returns the step to continue from."""
     run_dir = session.prepared.run_dir
@@ -36,7 +33,7 @@ def restore(session: RunSession, found: FoundCheckpoint | None, state: TrainerSt
                         "batch(es) will be trained again", dropped)
         return 0
     session.controller.load_learners(found.path / "learner")
-    if session._faults_from_checkpoint:
+    if session.faults_from_checkpoint:
         session.faults = state.faults
     session.training = state.training
     session.wall_before = state.wall_seconds

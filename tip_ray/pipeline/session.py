@@ -105,7 +105,7 @@ class RunSession:
                 prompt_rows=batch.prompt_rows,
                 weight_sync="broadcast" if controller.publisher.broadcast else "object_store",
                 weight_sync_seconds=sync_seconds,
-                counters=count_step(self, result, rollouts, step),
+                counters=count_step(self.training, self.faults, self.prepared.data_report, result, rollouts, step),
             )
             if evaluator is not None and evaluator.due(step + 1, total):
                 typed = replace(typed, evaluated=True, eval_accuracy=self._evaluate(evaluator, weights, step + 1))
@@ -122,10 +122,13 @@ class RunSession:
                 )
             learner_step = result.step
             if checkpoint_due(config, step + 1):
-                write_checkpoint(self, step + 1, result.step)
+                self.write_checkpoint(step + 1, result.step)
             if self.on_step:
                 self.on_step(row)
         return final_summary(self, weights)
+
+    def write_checkpoint(self, step: int, learner_step: int):
+        return write_checkpoint(self, step, learner_step)
 
     def _evaluate(self, evaluator, weights: WeightVersion, step: int) -> float | None:
         return evaluate_bounded(evaluator, weights, step, stage_timeout_s=self.config.train.stage_timeout_s,

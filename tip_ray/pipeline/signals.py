@@ -17,7 +17,6 @@ import threading
 import time
 
 from tip_ray.errors import TipRayError
-from tip_ray.pipeline.checkpoint_writer import write_checkpoint
 
 log = logging.getLogger("tip_ray")
 
@@ -100,7 +99,7 @@ def stop_after(session, step: int, learner_step: int) -> None:
         if not settings.enabled:
             why_not = "checkpoint.on_sigterm.enabled is false"
         elif checkpoint_fits(left, slowest):
-            write_checkpoint(session, step, learner_step)
+            session.write_checkpoint(step, learner_step)
             wrote = True
         else:
             measured = f"the slowest checkpoint took {slowest:.1f} s" if slowest is not None else "none measured"

@@ -7,15 +7,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import ray
 
 from tip_ray.pipeline.metrics import read_metrics
+from tip_ray.pipeline.session_state import SessionState
 from tip_ray.weights import WeightVersion
-
-if TYPE_CHECKING:
-    from tip_ray.pipeline.session import RunSession
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ class RunSummary:
     final_adapter: Path | None = None  # peft adapter folder of a LoRA run (final_model is merged)
 
 
-def final_summary(session: RunSession, weights: WeightVersion) -> RunSummary:
+def final_summary(session: SessionState, weights: WeightVersion) -> RunSummary:
     run_dir = session.prepared.run_dir
     final_model = run_dir / "final_model"
     if weights.refs is not None:
