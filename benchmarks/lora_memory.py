@@ -58,7 +58,7 @@ def make_batch(out: Path) -> None:
     from tip_ray.demo.bootstrap import ensure_demo_models
     from tip_ray.pipeline.placement import plan_placement
     from tip_ray.pipeline.prepare import prepare_run
-    from tip_ray.pipeline.run import make_prompt_batch
+    from tip_ray.pipeline.batches import make_prompt_batch
     from tip_ray.pipeline.stages import rollout_settings, scorer_settings, selector_settings
     from tip_ray.rollout.worker import RolloutWorker
     from tip_ray.select.selector import Selector

@@ -53,7 +53,7 @@ def steady_rate(tokens: list[int], seconds: list[float], warmup: int) -> float:
 def measure_pipeline(config, warmup: int) -> float:
     import ray
 
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     rows: list[dict] = []
     # Actor start-up is not step time: it happens once per run, whatever its length.

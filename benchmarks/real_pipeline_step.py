@@ -69,7 +69,7 @@ def main() -> None:
     from tip_ray.pipeline.breakdown import STAGES, format_breakdown, stage_seconds
     from tip_ray.pipeline.placement import plan_placement
     from tip_ray.pipeline.prepare import prepare_run
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     load_start = os.getloadavg()[0]
     run_dir = tempfile.mkdtemp(prefix="real-pipeline-step-")

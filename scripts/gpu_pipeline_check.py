@@ -75,7 +75,7 @@ def main() -> None:
     from tip_ray.config.pipeline import PipelineConfig
     from tip_ray.demo.task import write_jsonl
     from tip_ray.models.tiny import TinyModelSpec, save_tiny_pair
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     gpus = torch.cuda.device_count()
     teacher_gpus = 1.0 if gpus >= 3 else 0.0

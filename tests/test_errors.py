@@ -35,7 +35,7 @@ def test_every_project_error_derives_from_the_base(cls):
 
 
 def test_a_stage_death_pickles_with_its_stage():
-    from tip_ray.pipeline.controller import StageDied
+    from tip_ray.pipeline.faults import StageDied
 
     died = StageDied.of("teacher", RuntimeError("out of memory"))
     back = pickle.loads(pickle.dumps(died))

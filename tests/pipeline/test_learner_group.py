@@ -13,7 +13,7 @@ from tests.conftest import tiny_pipeline_doc
 from tip_ray.config import load_pipeline
 from tip_ray.pipeline.placement import plan_placement
 from tip_ray.pipeline.prepare import prepare_run
-from tip_ray.pipeline.run import make_prompt_batch
+from tip_ray.pipeline.batches import make_prompt_batch
 from tip_ray.pipeline.stages import learner_settings, rollout_settings, scorer_settings, selector_settings
 from tip_ray.data.prompts import PromptSampler
 from tip_ray.weights import WeightVersion

@@ -21,7 +21,7 @@ GREEDY_EVAL = {"every_steps": 4, "benchmark": "demo", "num_problems": 8, "temper
 def test_lora_run_learns_and_its_adapter_reproduces_the_final_eval(ray_local, tiny_pair, demo_prompts, tmp_path):
     from safetensors.torch import load_file
 
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     doc = tiny_pipeline_doc(
         tiny_pair, demo_prompts, tmp_path / "run",
@@ -49,7 +49,7 @@ def test_lora_run_learns_and_its_adapter_reproduces_the_final_eval(ray_local, ti
 def test_lora_demo_pipeline(ray_local, tmp_path):
     """The demo's own pipeline (demo pair, TIP Soft-OR 50%, 2 ranks) with LoRA, 12 steps."""
     from tests.pipeline.lora_demo import demo_lora_config
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     config = demo_lora_config(tmp_path / "run", steps=12, eval_problems=100)
     summary = run_pipeline(config)

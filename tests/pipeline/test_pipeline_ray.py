@@ -26,7 +26,7 @@ def weights_of(path):
 
 
 def test_run_completes_and_trains(ray_local, tiny_pair, demo_prompts, tmp_path):
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     config = load(tmp_path, tiny_pipeline_doc(
         tiny_pair, demo_prompts, tmp_path / "run", learner={"num_ranks": 2},
@@ -55,11 +55,15 @@ def test_run_completes_and_trains(ray_local, tiny_pair, demo_prompts, tmp_path):
 
 
 def test_policy_lag_is_bounded_and_used(ray_local, tiny_pair, demo_prompts, tmp_path):
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     config = load(tmp_path, tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run",
                                              train={"steps": 4, "max_policy_lag": 1, "seed": 0, "stage_timeout_s": 120}))
     run_pipeline(config)
-    lags = [r["policy_lag"] for r in read_metrics(tmp_path / "run")]
+    rows = read_metrics(tmp_path / "run")
+    lags = [r["policy_lag"] for r in rows]
     assert max(lags) <= 1
     assert lags[0] == 0 and 1 in lags  # batch 1 was sampled while step 0 trained
+    # Batches launched and not yet trained on, after each step's launch: at most L + 1 = 2 (the
+    # lag is the one bound), fewer once the last batch is launched.
+    assert [r["queue_in_flight"] for r in rows] == [2, 2, 1, 0]

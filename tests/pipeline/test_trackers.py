@@ -140,7 +140,7 @@ def test_tracking_keys_are_checked(tiny_pair, demo_prompts, tmp_path):
 
 @pytest.mark.slow  # a whole Ray run; the fast tests above cover the warning path
 def test_an_unreachable_mlflow_server_does_not_stop_the_run(ray_local, tiny_pair, demo_prompts, tmp_path):
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     uri = f"http://tracker:hunter2-secret@127.0.0.1:{closed_port()}"
     doc = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run", train={"steps": 2, "seed": 0, "stage_timeout_s": 120})

@@ -118,7 +118,7 @@ def test_broadcast_before_joining_is_a_clear_error(tiny_pair):
 
 def test_two_rollout_workers_join_one_group(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     config = load_pipeline(write_pipeline(tmp_path, tiny_pipeline_doc(
         tiny_pair, demo_prompts, tmp_path / "run", name="bcast2",
@@ -147,7 +147,7 @@ def test_two_rollout_workers_join_one_group(ray_local, tiny_pair, demo_prompts, 
 ])
 def test_weight_sync_mode_follows_the_config_and_the_pools(tiny_pair, demo_prompts, tmp_path, mode, gpus, expected):
     from tip_ray.config.pipeline import PipelineConfig
-    from tip_ray.pipeline.controller import weight_sync_mode
+    from tip_ray.pipeline.weight_publish import weight_sync_mode
 
     pools = {"teacher": {"resource": "teacher_pool", "gpus_per_actor": gpus},
              "student": {"resource": "student_pool", "gpus_per_actor": gpus}}
@@ -158,7 +158,7 @@ def test_weight_sync_mode_follows_the_config_and_the_pools(tiny_pair, demo_promp
 
 def test_colocated_engines_sync_through_the_object_store(tiny_pair, demo_prompts, tmp_path):
     from tip_ray.config.pipeline import PipelineConfig
-    from tip_ray.pipeline.controller import weight_sync_mode
+    from tip_ray.pipeline.weight_publish import weight_sync_mode
 
     pools = {"teacher": {"resource": "teacher_pool", "gpus_per_actor": 1},
              "student": {"resource": "student_pool", "gpus_per_actor": 0.5}}
@@ -172,7 +172,7 @@ def test_colocated_engines_sync_through_the_object_store(tiny_pair, demo_prompts
 
 def test_weight_sync_forms_and_transport_override(tiny_pair, demo_prompts, tmp_path):
     from tip_ray.config.pipeline import PipelineConfig
-    from tip_ray.pipeline.controller import weight_sync_mode
+    from tip_ray.pipeline.weight_publish import weight_sync_mode
 
     def mode(sync, gpus=0.0):
         pools = {"teacher": {"resource": "teacher_pool", "gpus_per_actor": gpus},

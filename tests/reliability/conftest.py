@@ -59,7 +59,7 @@ def comparable(rows: list[dict]) -> list[dict]:
 def reference_run(ray_local, tiny_pair, demo_prompts, tmp_path_factory):
     """The shared run, never interrupted (in this process, on the session's Ray)."""
     from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     folder = tmp_path_factory.mktemp("reference")
     doc = reliability_doc(tiny_pair, demo_prompts, folder / "run")

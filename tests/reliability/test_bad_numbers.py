@@ -24,7 +24,7 @@ def stages(tiny_pair, demo_prompts, tmp_path_factory):
     from tip_ray.learner.rank import LearnerRank
     from tip_ray.pipeline.placement import plan_placement
     from tip_ray.pipeline.prepare import prepare_run
-    from tip_ray.pipeline.run import make_prompt_batch
+    from tip_ray.pipeline.batches import make_prompt_batch
     from tip_ray.pipeline.stages import learner_settings, scorer_settings, selector_settings
     from tip_ray.select.selector import Selector
     from tip_ray.teacher.scorer import TeacherScorer
@@ -152,7 +152,8 @@ def nan_teacher(pair, folder):
 @pytest.mark.timeout(600)
 def test_nan_teacher_stops_the_run(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.run import TooManyBadSteps, run_pipeline
+    from tip_ray.pipeline.faults import TooManyBadSteps
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     # A rule that needs no divergence: the selector passes the NaN signal on to the learner.
     # (With a divergence-based rule the selector selects nothing and the learner skips the same way.)

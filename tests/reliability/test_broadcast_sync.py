@@ -17,7 +17,7 @@ def test_broadcast_run_equals_the_object_store_run_and_survives_a_rollout_restar
     broadcast: bit-identical metrics, the rollout worker loads no state dict while its group
     holds, and after Ray restarts it the group is formed again and the run still matches."""
     from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     _, reference_rows = reference_run
     run_dir = tmp_path / "run"

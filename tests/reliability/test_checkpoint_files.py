@@ -130,11 +130,16 @@ def test_trainer_state_round_trip():
     state = TrainerState(
         step=4, learner_step=3, data_epoch=1, data_index=7, data_seed=5, data_shuffle=True, num_prompts=64,
         prompts_per_step=4, max_policy_lag=1, in_flight=2, policy_versions=(3,),
-        training=TrainingCounters(skipped_steps=1, consecutive_bad_steps=0, nonfinite_inputs=12),
+        training=TrainingCounters(skipped_steps=1, consecutive_bad_steps=0),
         faults=FaultCounters(actor_restarts=2, resumes=1, batches_redone=3),
         wall_seconds=12.5, python_rng="", torch_rng="",
     )
     assert TrainerState.from_json(state.to_json()) == state
+    # A checkpoint written while the driver kept counters nothing read still resumes.
+    old = json.loads(state.to_json())
+    old["training"].update(nonfinite_inputs=12, empty_responses=3)
+    old["faults"]["automatic_resumes"] = 1
+    assert TrainerState.from_json(json.dumps(old)) == state
 
 
 def test_config_changes_that_block_a_resume():

@@ -189,7 +189,7 @@ def test_the_installed_entry_point_follows_the_policy(tmp_path):
 
 def test_the_finished_line_masks_secrets(monkeypatch, tmp_path):
     from tip_ray.commands.run import finished_line
-    from tip_ray.pipeline.run import RunSummary
+    from tip_ray.pipeline.summary import RunSummary
 
     monkeypatch.setenv("HF_TOKEN", SECRET)
     summary = RunSummary(run_dir=tmp_path / f"runs/leak-{SECRET}", steps=2, final_loss=0.5, tokens_trained=10,

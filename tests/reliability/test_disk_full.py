@@ -92,7 +92,7 @@ def test_a_full_disk_at_start_is_one_clear_error(small_fs, tiny_pair, demo_promp
 def test_checkpoint_on_a_full_disk_stops_cleanly_and_the_run_resumes(small_fs, ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.checkpoint import verify_manifest
     from tip_ray.checkpoint.space import CheckpointWriteFailed
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     run_dir = small_fs / "run"
     filler = small_fs / "filler"

@@ -20,7 +20,7 @@ def fixed(tiny_pair, demo_prompts, tmp_path_factory):
     from tip_ray.data.prompts import PromptSampler
     from tip_ray.pipeline.placement import plan_placement
     from tip_ray.pipeline.prepare import prepare_run
-    from tip_ray.pipeline.run import make_prompt_batch
+    from tip_ray.pipeline.batches import make_prompt_batch
     from tip_ray.pipeline.stages import learner_settings, rollout_settings, scorer_settings, selector_settings
     from tip_ray.rollout.worker import RolloutWorker
     from tip_ray.select.selector import Selector

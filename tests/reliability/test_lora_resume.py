@@ -29,7 +29,7 @@ def test_lora_run_resumes_exactly_after_kill_9(ray_local, tiny_pair, demo_prompt
     from torch.distributed.checkpoint import FileSystemReader
 
     from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     reference_dir = tmp_path / "reference"
     reference = run_pipeline(load_pipeline(write_pipeline(

@@ -17,7 +17,7 @@ SECRET = "hf_abcdefghijklmnopqrstuvwxyz123456"
 @pytest.mark.timeout(600)
 def test_masked_secret_run_resumes_by_hand_and_by_itself(ray_local, tiny_pair, demo_prompts, tmp_path, monkeypatch, caplog):
     from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     monkeypatch.setenv("HF_TOKEN", SECRET)
     run_dir = tmp_path / "run"

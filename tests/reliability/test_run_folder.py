@@ -28,7 +28,8 @@ def config_for(tmp_path, doc):
 
 def test_existing_folder_keeps_its_permissions_even_when_the_run_is_refused(tiny_pair, demo_prompts, tmp_path, caplog):
     from tip_ray.checkpoint import RunFolderBusy, RunLock
-    from tip_ray.pipeline.run import run_pipeline, secure_run_dir
+    from tip_ray.pipeline.run_folder import secure_run_dir
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -48,7 +49,7 @@ def test_existing_folder_keeps_its_permissions_even_when_the_run_is_refused(tiny
 
 
 def test_private_existing_folder_is_not_reported_and_a_new_one_is_user_only(tmp_path, caplog):
-    from tip_ray.pipeline.run import secure_run_dir
+    from tip_ray.pipeline.run_folder import secure_run_dir
 
     private = tmp_path / "private"
     private.mkdir(mode=0o700)

@@ -43,7 +43,7 @@ def test_log_lines_are_masked(monkeypatch, caplog):
 
 
 def test_run_folder_is_private_and_resolved_config_masked(monkeypatch, tmp_path):
-    from tip_ray.pipeline.run import secure_run_dir
+    from tip_ray.pipeline.run_folder import secure_run_dir
 
     monkeypatch.setenv("HF_TOKEN", SECRETS["HF_TOKEN"])
     run_dir = tmp_path / "run"
@@ -63,7 +63,7 @@ def test_resolved_config_is_masked_as_written_and_only_by_the_lock_holder(monkey
     from tip_ray.checkpoint import RunFolderBusy, RunLock
     from tip_ray.config import load_pipeline
     from tip_ray.pipeline.prepare import write_resolved_config
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     monkeypatch.setenv("HF_TOKEN", SECRETS["HF_TOKEN"])
     run_dir = tmp_path / "run"

@@ -18,7 +18,7 @@ from tests.reliability.conftest import LAG, STEPS, comparable, read_rows, reliab
 @pytest.mark.timeout(900)
 def test_actors_killed_mid_run(reference_run, tiny_pair, demo_prompts, tmp_path, caplog):
     from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     _, reference_rows = reference_run
     run_dir = tmp_path / "run"
@@ -65,7 +65,8 @@ class Member:
 
 
 def test_hung_and_dead_stages_are_named(ray_local):
-    from tip_ray.pipeline.controller import StageDied, StageTimeout, wait_all
+    from tip_ray.pipeline.faults import StageDied, StageTimeout
+    from tip_ray.pipeline.waits import wait_all
 
     quick, slow = Member.remote(), Member.remote()
     ray.get([quick.answer.remote(0), slow.answer.remote(0)])

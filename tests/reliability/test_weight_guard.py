@@ -80,7 +80,8 @@ def test_guard_counts_on_real_tensors():
 @pytest.mark.timeout(600)
 def test_run_with_an_overflowing_learning_rate_stops_cleanly(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.run import TooManyBadSteps, run_pipeline
+    from tip_ray.pipeline.faults import TooManyBadSteps
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     run_dir = tmp_path / "run"
     doc = reliability_doc(tiny_pair, demo_prompts, run_dir, name="overflow",

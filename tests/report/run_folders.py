@@ -13,6 +13,7 @@ import yaml
 from tip_ray.eval.evaluate import EvalReport
 from tip_ray.eval.metrics import MetricEstimate
 from tip_ray.pipeline.metrics import MetricsLog, step_metrics
+from tip_ray.pipeline.step_row import StepCounters
 from tip_ray.records import SelectionSummary, StepResult
 from tip_ray.tip.taxonomy import CutLines, quadrant_labels, quadrant_summary
 
@@ -44,13 +45,16 @@ def metrics_rows(steps: int = STEPS) -> list[dict]:
         result = StepResult(step=step, loss=math.nan if skipped else 2.0 / step, grad_norm=1.0,
                             lr=1e-3 * (1 - step / (steps + 1)), num_selected=summary.num_selected,
                             skipped=skipped, seconds=0.2 + 0.01 * step, peak_memory_mib=400.0 + step)
+        counters = StepCounters(
+            nonfinite_inputs=0, nonfinite_weights=0, empty_responses=0, skipped_steps=int(step >= SKIPPED_STEP),
+            actor_restarts=int(step >= RESTART_AT), resumes=0, batches_redone=0, in_flight_relaunched=0,
+            data_rows_skipped=0, prompts_truncated=0, prompts_dropped=0)
         row = step_metrics(result, summary, learner_version=step, signal_form="hidden", signal_exact=True,
                            rollout_seconds=0.5, teacher_seconds=summary.teacher_seconds,
-                           step_seconds=1.0 + 0.1 * step, in_flight=2, accuracy=0.1 * (step % 5))
-        row.update({"weight_sync": "object_store", "weight_sync_seconds": 0.05,
-                    "skipped_steps": int(step >= SKIPPED_STEP), "actor_restarts": int(step >= RESTART_AT),
-                    "resumes": 0, "batches_redone": 0})
-        rows.append(row)
+                           step_seconds=1.0 + 0.1 * step, in_flight=2, accuracy=0.1 * (step % 5),
+                           prompt_rows=(4 * step, 4 * step + 1), weight_sync="object_store",
+                           weight_sync_seconds=0.05, counters=counters)
+        rows.append(row.to_row())
     return rows
 
 

@@ -22,7 +22,7 @@ def run_two_steps(tmp_path, demo_prompts, teacher_spec: TinyModelSpec = DEFAULT_
     import ray
 
     from tip_ray.demo.task import ALPHABET
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     if ray.is_initialized():  # the run starts (and stops) its own embedded Ray
         ray.shutdown()

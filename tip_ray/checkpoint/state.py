@@ -22,8 +22,6 @@ class TrainingCounters:
 
     skipped_steps: int = 0  # updates not applied: non-finite loss, gradient or teacher signal
     consecutive_bad_steps: int = 0  # skipped updates in a row, up to the last one
-    nonfinite_inputs: int = 0  # NaN/inf values found in teacher signals, weights or statistics
-    empty_responses: int = 0  # sampled responses with zero tokens
 
 
 @dataclass
@@ -32,7 +30,6 @@ class FaultCounters:
 
     actor_restarts: int = 0  # rollout/teacher/selector actors that Ray restarted
     resumes: int = 0  # times the run continued from a checkpoint (or started over)
-    automatic_resumes: int = 0  # of those, the ones the run did by itself after a stage died
     batches_redone: int = 0  # trained batches after the resumed checkpoint, trained again
     in_flight_relaunched: int = 0  # batches sampled but not trained when a checkpoint was written
 
@@ -67,9 +64,16 @@ class TrainerState:
         known = {f.name for f in fields(cls)}
         doc = {k: v for k, v in doc.items() if k in known}
         doc["policy_versions"] = tuple(doc.get("policy_versions", ()))
-        doc["training"] = TrainingCounters(**doc.get("training", {}))
-        doc["faults"] = FaultCounters(**doc.get("faults", {}))
+        doc["training"] = _known(TrainingCounters, doc.get("training", {}))
+        doc["faults"] = _known(FaultCounters, doc.get("faults", {}))
         return cls(**doc)
+
+
+def _known(cls, values: dict):
+    """`cls` from the saved values it still has a field for: a checkpoint written by a version
+    that kept more counters still resumes."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def capture_driver_rng() -> tuple[str, str]:

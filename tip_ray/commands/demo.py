@@ -38,7 +38,7 @@ def handle(args: argparse.Namespace) -> int:
     )
     print(f"[2/2] on-policy distillation: {config.selection.rule.type} at "
           f"{config.selection.rule.ratio:.0%}, {config.train.steps} steps, local Ray", flush=True)
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     # A demo starts over each time: a fixed folder would silently resume the last demo's final step.
     run_dir = args.run_dir or str(REPO / "runs" / time.strftime("demo-%Y%m%d-%H%M%S"))

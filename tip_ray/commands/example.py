@@ -58,7 +58,7 @@ def handle(args: argparse.Namespace) -> int:
                                 sampling.max_new_tokens, seed=config.train.seed)
     print(f"[3/4] on-policy distillation: {config.selection.rule.type} at {config.selection.rule.ratio:.0%}, "
           f"{config.train.steps} steps, local Ray", flush=True)
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     summary = run_pipeline(config, run_dir=run_dir, prepared=prepared)
     if summary.final_model is None:

@@ -81,8 +81,8 @@ def handle(args: argparse.Namespace) -> int:
     config = load_with_overrides(args.pipeline, args.set)
     from tip_ray.checkpoint.lock import RunFolderBusy
     from tip_ray.checkpoint.redact import redact
-    from tip_ray.pipeline.controller import PolicyLagExceeded, StageDied, StageTimeout
-    from tip_ray.pipeline.run import RunFailed, TooManyBadSteps, run_pipeline
+    from tip_ray.pipeline.faults import PolicyLagExceeded, RunFailed, StageDied, StageTimeout, TooManyBadSteps
+    from tip_ray.pipeline.supervisor import run_pipeline
     from tip_ray.pipeline.signals import SIGTERM_EXIT_CODE, Preempted
 
     log_to_stderr()

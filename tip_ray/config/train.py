@@ -15,9 +15,10 @@ class TrainConfig(Strict):
     max_policy_lag: int = Field(
         default=0,
         ge=0,
-        description="Most policy versions a rollout may lag the learner (0 = exactly on-policy).",
+        description="Most policy versions a rollout may lag the learner (0 = exactly on-policy). "
+        "It also bounds the batches in flight: batch b waits for version b - L, so at most L + 1 are "
+        "launched and not yet trained on.",
     )
-    queue_capacity: int = Field(default=2, gt=0, description="Batches buffered between stages.")
     stage_timeout_s: float = Field(
         default=600.0, gt=0.0, description="A stage call slower than this is reported as hung."
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tip_ray.learner.lora import LoraSettings
 from tip_ray.learner.lora_export import export_adapter
-from tip_ray.pipeline.controller import wait_all
+from tip_ray.pipeline.waits import wait_all
 
 
 def export_final_adapter(learners: list, settings: LoraSettings, base_model_path: str, out_dir: Path,

@@ -1,75 +1,59 @@
-"""The controller: drives one distillation run over Ray actors.
+"""The controller: drives one distillation run's batches through the stage actors and holds the
+policy-lag schedule.
 
-    prompts ─► Rollout ─► q ─► Score ─► q ─► Select ─► q ─► Learner(FSDP ranks) ─► step v+1
-                 ▲                                                         │
-                 └──────────────── weight sync (policy version) ◄──────────┘
+    sampler ─► launch b ─► Rollout ─► Teacher ─► Selector ─► in-flight FIFO ─► consume s ─► Learner
+                  ▲                                                                            │
+                  └────────── publish version s + 1: unblocks the launch of b = s + 1 + L ◄────┘
 
-The controller never touches payloads: it chains object references from stage to stage (Ray
-moves the data between the actors directly) and keeps, per update batch, a bounded queue of the
-references in flight. With `max_policy_lag` L, the batch consumed at step s is sampled with
-weights of version >= s - L: batch b is sampled with version max(0, b - L) and launched as soon
-as that version is published, so up to L + 1 batches are in flight while the learner works.
+One queue: the FIFO of launched, not yet consumed batches. The stages themselves are chained by
+Ray: the controller hands each call the object references of the one before (Ray moves the data
+between the actors directly) and waits only at the end of the chain.
 
-Weight sync (rollout.weight_sync): the gathered weights always go into the object store once
-(the selector, evaluation and restarted actors read them there); with `broadcast`, learner rank 0
-also sends them straight to every rollout engine over a group of its own (NCCL or gloo), and the
-engines mark that version as held, so their next call loads nothing.
+| stage     | consumes                        | waits for                        | unblocked by               |
+|-----------|---------------------------------|----------------------------------|----------------------------|
+| rollout   | a prompt shard, weights of      | its earlier calls (one actor     | the launch of batch b, as  |
+|           | version max(0, b - L)           | serves one call at a time)       | soon as b - L is published |
+| teacher   | a RolloutBatch reference        | that rollout call                | the rollout call's result  |
+| selector  | the batch's ScoredBatch refs,   | every teacher call of the batch  | the batch's last teacher   |
+|           | weights of the same version     |                                  | call                       |
+| consume   | fetches the RolloutBatches      | the oldest batch's three calls   | the selector call of       |
+| (driver)  | (ids, masks, texts) and the     | (the teacher signal is waited    | batch s                    |
+|           | SelectionSummary                | on, never fetched)               |                            |
+| learner   | the selected batch reference    | every rank (a collective step)   | consume of step s          |
+| publish   | rank 0's gathered weights, left | every rank's gather and, with    | the learner step s         |
+|           | in the object store             | broadcast, every engine's receive|                            |
 
-Faults: rollout, teacher and selector actors are restarted by Ray (train.max_actor_restarts) and
-a call they had in flight is retried on the new actor. Every stage call carries the weight
-version it must use (see tip_ray.weights), so a restarted actor catches up by itself and a
-retried call is redone with the same weights and the same seed: the batch is neither lost nor
-trained twice. Each actor reports an incarnation id after its calls, so restarts are counted.
-A stage that dies for good (a learner rank, or an actor out of restarts) raises StageDied at
-once, naming the stage; one that does not answer raises StageTimeout, naming it too.
+The policy-lag invariant (train.max_policy_lag = L) lives here: batch b is sampled with weights of
+version max(0, b - L) and launched as soon as that version is published, so the batch consumed at
+step s was sampled with version >= s - L, at most L + 1 batches are in flight while the learner
+works, and only versions that an in-flight batch still needs are kept. `consume` checks it again
+on the selector's summary and raises PolicyLagExceeded rather than train on older weights.
+
+Faults (pipeline.faults): rollout, teacher and selector calls are retried by Ray on a restarted
+actor with the same weights and seed; each actor reports an incarnation id after its calls, so
+`consume` names the actors that were restarted. Every wait names its stage (pipeline.waits).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import ray
-from ray.util.placement_group import placement_group
-
-from tip_ray.broadcast import GroupAddress
-from tip_ray.pipeline.placement import (
-    actor_options,
-    engine_actor_options,
-    learner_placement_group,
-    plan_placement,
-    rollout_engine_bundles,
-)
+from tip_ray.data.prompts import DataPosition, PromptSampler
+from tip_ray.pipeline.actors import StageActors
+from tip_ray.pipeline.batches import make_prompt_batch, split_prompts
+from tip_ray.pipeline.faults import PolicyLagExceeded
+from tip_ray.pipeline.placement import Role
 from tip_ray.pipeline.prepare import PreparedRun
-from tip_ray.pipeline.stages import learner_settings, rollout_settings, selector_settings, teacher_stage
+from tip_ray.pipeline.waits import wait_all, wait_ready_refs, wait_stage
+from tip_ray.pipeline.weight_publish import WeightPublisher
 from tip_ray.records import PromptBatch
 from tip_ray.weights import WeightVersion
-from tip_ray.errors import TipRayError
 
 log = logging.getLogger("tip_ray")
-
-
-class StageTimeout(TipRayError, RuntimeError):
-    """A stage did not answer within train.stage_timeout_s."""
-
-
-class StageDied(TipRayError, RuntimeError):
-    """A stage's actor died and Ray will not restart it (a learner rank, or out of restarts)."""
-
-    _fields = ("stage",)
-
-    @classmethod
-    def of(cls, stage: str, cause: BaseException) -> "StageDied":
-        return cls(f"stage {stage!r} died: {cause}", stage=stage)
-
-
-class PolicyLagExceeded(TipRayError, RuntimeError):
-    """A batch arrived with weights older than max_policy_lag allows (never silently accepted)."""
 
 
 @dataclass
@@ -81,229 +65,77 @@ class InFlight:
     scored_refs: list[Any]
     selected_ref: Any
     summary_ref: Any
-    launched_at: float
-    weights_version: int
     incarnation_refs: list[tuple[str, Any]] = field(default_factory=list)  # (actor name, ref)
 
 
-class RefQueue:
-    """A bounded FIFO of in-flight batches (object references only, never payloads)."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._items: deque[InFlight] = deque()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def full(self) -> bool:
-        return len(self._items) >= self.capacity
-
-    def put(self, item: InFlight) -> None:
-        if self.full():
-            raise RuntimeError(f"queue over capacity {self.capacity}: the controller launched too early")
-        self._items.append(item)
-
-    def pop(self) -> InFlight:
-        return self._items.popleft()
-
-    def drain(self) -> list[InFlight]:
-        items = list(self._items)
-        self._items.clear()
-        return items
-
-
-@dataclass
-class StageActors:
-    rollouts: list[Any]
-    scorers: list[Any]
-    selector: Any
-    learners: list[Any]
-    placement_groups: list[Any] = field(default_factory=list)
-    all: list[Any] = field(default_factory=list)
-    names: dict[str, Any] = field(default_factory=dict)  # "rollout-0" -> handle (restartable ones)
-
-
-class Incarnation:
-    """Mixed into restartable stage classes: an id that changes when Ray restarts the actor."""
-
-    def incarnation(self) -> str:
-        if not hasattr(self, "_incarnation_id"):
-            self._incarnation_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        return self._incarnation_id
-
-
-def tracked(cls: type) -> type:
-    """`cls` with an incarnation() method; same class name, so Ray's tools show the stage's name."""
-    return type(cls.__name__, (Incarnation, cls), {"__qualname__": cls.__qualname__})
-
-
-def split_prompts(batch: PromptBatch, parts: int) -> list[PromptBatch]:
-    """Contiguous shards of a prompt batch, one per rollout worker (empty shards dropped)."""
-    n = len(batch.prompt_ids)
-    bounds = [round(i * n / parts) for i in range(parts + 1)]
-    shards = []
-    for lo, hi in zip(bounds, bounds[1:]):
-        if hi > lo:
-            shards.append(
-                PromptBatch(
-                    batch_id=batch.batch_id,
-                    prompt_ids=batch.prompt_ids[lo:hi],
-                    answers=batch.answers[lo:hi],
-                    data_positions=batch.data_positions[lo:hi],
-                    prompt_rows=batch.prompt_rows[lo:hi],
-                )
-            )
-    return shards
-
-
-def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = "") -> StageActors:
-    """Start every stage's actors. Rollout, teacher and selector actors are restarted by Ray up to
-    `max_restarts` times; learner ranks are not (a torch.distributed group cannot take a new
-    member mid-run: the run resumes from its last checkpoint instead). With `name_prefix`, the
-    actors are named `<prefix><role>-<i>` (for `ray.get_actor`, dashboards and fault drills)."""
-    from tip_ray.learner.rank import LearnerRank
-    from tip_ray.rollout.worker import RolloutWorker
-    from tip_ray.select.selector import Selector
-    config = prepared.config
-    plans = plan_placement(config)
-
-    def named(role: str, i: int) -> str | None:
-        return f"{name_prefix}{role}-{i}" if name_prefix else None
-
-    groups = []  # placement groups this run created, removed at shutdown
-    rollouts = []
-    engine_bundles = rollout_engine_bundles(config, plans["rollout"])
-    for i in range(config.rollout.num_workers):
-        options = actor_options(plans["rollout"], max_restarts=max_restarts, name=named("rollout", i))
-        if engine_bundles is not None:  # a tensor-parallel vLLM engine: its workers take the bundles
-            group = placement_group(engine_bundles, strategy="STRICT_PACK")
-            ray.get(group.ready(), timeout=config.train.stage_timeout_s)
-            groups.append(group)
-            options = engine_actor_options(plans["rollout"], group, max_restarts=max_restarts, name=named("rollout", i))
-        rollouts.append(ray.remote(tracked(RolloutWorker)).options(**options)
-                        .remote(rollout_settings(prepared, plans["rollout"], i)))
-    scorers = []
-    for i in range(config.teacher.num_scorers):
-        # Hugging Face, or a vLLM engine when teacher.backend.type is vllm (top-k signals only).
-        scorer_cls, args, kwargs = teacher_stage(prepared, plans["teacher"], i)
-        scorers.append(
-            ray.remote(tracked(scorer_cls))
-            .options(**actor_options(plans["teacher"], max_restarts=max_restarts, name=named("teacher", i)))
-            .remote(*args, **kwargs)
-        )
-    selector = (
-        ray.remote(tracked(Selector))
-        .options(**actor_options(plans["selector"], max_restarts=max_restarts, name=named("selector", 0)))
-        .remote(selector_settings(prepared, plans["selector"], 0))
-    )
-    pg = None
-    learner_opts = actor_options(plans["learner"])
-    if plans["learner"].pool is not None:
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        pg = learner_placement_group(plans["learner"], config.learner.num_ranks)
-        ray.get(pg.ready(), timeout=config.train.stage_timeout_s)
-        groups.append(pg)
-    settings = learner_settings(prepared, plans["learner"])
-    learners = []
-    for rank in range(config.learner.num_ranks):
-        opts = dict(learner_opts)
-        if name_prefix:
-            opts["name"] = named("learner", rank)
-        if pg is not None:
-            opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                placement_group=pg, placement_group_bundle_index=rank
-            )
-            opts["resources"] = {}  # the bundle already reserved the pool resource
-        learners.append(ray.remote(LearnerRank).options(**opts).remote(rank, settings))
-    names = {f"rollout-{i}": a for i, a in enumerate(rollouts)}
-    names.update({f"teacher-{i}": a for i, a in enumerate(scorers)})
-    names["selector-0"] = selector
-    return StageActors(
-        rollouts=rollouts,
-        scorers=scorers,
-        selector=selector,
-        learners=learners,
-        placement_groups=groups,
-        all=[*rollouts, *scorers, selector, *learners],
-        names=names,
-    )
-
-
-def _timeout_error(stage: str, timeout_s: float) -> StageTimeout:
-    return StageTimeout(
-        f"stage {stage!r} did not answer within train.stage_timeout_s={timeout_s:g}s; "
-        f"it may be hung (see the actor's log) or need a larger timeout"
-    )
-
-
-def wait_stage(refs, stage: str, timeout_s: float):
-    """ray.get with the stage's name in the error when it takes longer than the timeout or its
-    actor died for good."""
-    try:
-        return ray.get(refs, timeout=timeout_s)
-    except ray.exceptions.GetTimeoutError:
-        raise _timeout_error(stage, timeout_s) from None
-    except ray.exceptions.RayActorError as exc:
-        raise StageDied.of(stage, exc) from exc
-
-
-def wait_all(refs: list, stage: str, timeout_s: float) -> list:
-    """Like wait_stage over a group that works together (the learner ranks), but fails as soon as
-    one member fails: the others may be blocked in a collective waiting for the dead one."""
-    deadline = time.monotonic() + timeout_s
-    pending = list(refs)
-    while pending:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise _timeout_error(stage, timeout_s)
-        ready, pending = ray.wait(pending, num_returns=1, timeout=left, fetch_local=False)
-        for ref in ready:
-            wait_stage(ref, stage, max(deadline - time.monotonic(), 1.0))  # raises its error now
-    return wait_stage(list(refs), stage, timeout_s)
-
-
-def wait_ready_refs(refs, stage: str, timeout_s: float) -> None:
-    """Wait until `refs` are computed without fetching them here (raises the stage's error)."""
-    # A failed stage call surfaces later, through the selector call that depends on it.
-    _, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s, fetch_local=False)
-    if pending:
-        raise _timeout_error(stage, timeout_s)
-
-
-def weight_sync_mode(config) -> tuple[bool, str]:
-    """(broadcast?, transport) for rollout.weight_sync.
-
-    NCCL needs the learner and the rollout engines on different GPUs, which whole-GPU actors
-    guarantee and fractional ones (a shared GPU) do not: fractional or CPU actors broadcast over
-    gloo (host memory), and `auto` keeps them on the object store.
-    """
-    plans = plan_placement(config)
-    whole_gpus = plans["rollout"].num_gpus >= 1 and plans["learner"].num_gpus >= 1
-    colocated = getattr(config.rollout.backend, "sleep_when_idle", False)
-    sync = config.rollout.weight_sync
-    transport = "nccl" if whole_gpus else "gloo"
-    if sync.type == "broadcast":
-        return True, transport if sync.transport == "auto" else sync.transport
-    return sync.type == "auto" and whole_gpus and not colocated, transport
-
-
 class Controller:
-    """Launches batches through the stages and consumes them in step order."""
+    """Launches batches through the stages on the lag schedule and consumes them in step order."""
 
-    def __init__(self, prepared: PreparedRun, actors: StageActors):
+    def __init__(self, prepared: PreparedRun, actors: StageActors, sampler: PromptSampler):
         self.prepared = prepared
         self.actors = actors
+        self.sampler = sampler
         config = prepared.config
+        self.steps = config.train.steps
+        self.prompts_per_step = config.rollout.prompts_per_step
         self.lag = config.train.max_policy_lag
         self.timeout = config.train.stage_timeout_s
-        self.queue = RefQueue(capacity=max(self.lag + 1, config.train.queue_capacity))
+        self.queue: deque[InFlight] = deque()  # launched, not yet consumed; at most lag + 1
+        self.positions: dict[int, DataPosition] = {}  # batch id -> data position of its first prompt
+        # Versions that launched or yet unlaunched batches need; 0 is the model folder's weights.
+        self.weights_cache: dict[int, WeightVersion] = {0: WeightVersion(version=0)}
+        self.next_launch = 0
         self._next_scorer = 0
         self.incarnations: dict[str, str] = {}  # actor name -> incarnation last seen
         self.restarts: dict[str, int] = {}  # actor name -> restarts seen
-        self.broadcast_weights, self.weight_transport = weight_sync_mode(config)
-        self._weight_group_members: list[str] | None = None  # rollout incarnations in the group
+        self.publisher = WeightPublisher(actors, config)
+
+    # ------------------------------------------------------------------ the lag schedule
+
+    def start(self, first: int) -> None:
+        """Launch the first L + 1 batches of a run (attempt) that continues at step `first`."""
+        self.next_launch = first
+        self.launch_until(first + self.lag + 1)
+
+    def launch_until(self, limit: int) -> None:
+        """Launch batches up to id `limit` - 1; batch b is sampled with version max(0, b - lag)."""
+        limit = min(limit, self.steps)
+        while self.next_launch < limit:
+            b = self.next_launch
+            self.positions[b] = self.sampler.position
+            batch = make_prompt_batch(self.sampler, b, self.prompts_per_step)
+            self.launch(batch, self.weights_cache[max(0, b - self.lag)])
+            self.next_launch += 1
+
+    def publish(self, version: int) -> WeightVersion:
+        """Publish the learner's weights as `version` and keep them for the batches that need them."""
+        weights = self.publisher.publish(version)
+        self.weights_cache[version] = weights
+        return weights
+
+    def advance(self, version: int) -> tuple[WeightVersion, float]:
+        """After update `version`: publish it, forget versions no batch needs any more, launch the
+        batch it unblocks. Returns the weights and the seconds the publishing took."""
+        start = time.perf_counter()
+        weights = self.publish(version)
+        seconds = time.perf_counter() - start
+        for old in [v for v in self.weights_cache if v < version - self.lag]:
+            del self.weights_cache[old]
+        self.launch_until(version + 1 + self.lag)
+        return weights, seconds
+
+    def in_flight_after(self, step: int) -> tuple[list[int], list[int]]:
+        """(batch ids launched but not trained after update `step`, the policy versions beside
+        `step` and 0 they were sampled with): what a checkpoint at `step` must keep."""
+        in_flight = list(range(step, self.next_launch))
+        versions = sorted({max(0, b - self.lag) for b in in_flight} - {0, step})
+        return in_flight, versions
+
+    def position_at(self, step: int) -> DataPosition:
+        """The data position a run continuing at update `step` samples from."""
+        return self.positions.get(step, self.sampler.position)
+
+    # ------------------------------------------------------------------ actors
 
     def setup_learners(self) -> None:
         host, port = wait_stage(self.actors.learners[0].rendezvous_address.remote(), "learner", self.timeout)
@@ -327,31 +159,32 @@ class Controller:
         return restarted
 
     def launch(self, batch: PromptBatch, weights: WeightVersion) -> None:
+        """Chain the batch's calls through the stages and append it to the in-flight FIFO."""
+        if len(self.queue) > self.lag:
+            raise RuntimeError(f"{len(self.queue) + 1} batches in flight over max_policy_lag={self.lag}: "
+                               f"the controller launched too early")
         shards = split_prompts(batch, len(self.actors.rollouts))
         rollout_refs = [w.generate.remote(shard, weights) for w, shard in zip(self.actors.rollouts, shards)]
-        used = [f"rollout-{i}" for i in range(len(rollout_refs))]
+        used = [f"{Role.ROLLOUT}-{i}" for i in range(len(rollout_refs))]
         scored_refs = []
         for ref in rollout_refs:
             index = self._next_scorer % len(self.actors.scorers)
             self._next_scorer += 1
             scored_refs.append(self.actors.scorers[index].score.remote(ref))
-            used.append(f"teacher-{index}")
+            used.append(f"{Role.TEACHER}-{index}")
         selected_ref, summary_ref = self.actors.selector.select.options(num_returns=2).remote(
             weights, *scored_refs
         )
-        used.append("selector-0")
+        used.append(f"{Role.SELECTOR}-0")
         # Asked after the stage calls, so the answer comes from the actor that ran (or re-ran) them.
         incarnation_refs = [(name, self.actors.names[name].incarnation.remote()) for name in dict.fromkeys(used)]
-        self.queue.put(
-            InFlight(batch, rollout_refs, scored_refs, selected_ref, summary_ref, time.perf_counter(),
-                     weights.version, incarnation_refs)
-        )
+        self.queue.append(InFlight(batch, rollout_refs, scored_refs, selected_ref, summary_ref, incarnation_refs))
 
     def consume(self, step: int):
         """Wait for the oldest batch: (InFlight, rollouts, SelectionSummary, restarted actor
-        names). The teacher signal and the selected batch stay in the object store; only small
-        records come here."""
-        item = self.queue.pop()
+        names). The rollout batches (token ids, masks, texts) and the summary come here; the
+        teacher signal and the selected batch stay in the object store."""
+        item = self.queue.popleft()
         # Name the first stage that does not answer in time.
         rollouts = wait_stage(item.rollout_refs, "rollout", self.timeout)
         wait_ready_refs(item.scored_refs, "teacher", self.timeout)
@@ -373,42 +206,6 @@ class Controller:
         results = wait_all([r.train_step.remote(selected_ref) for r in self.actors.learners], "learner", self.timeout)
         return results[0]
 
-    def publish_weights(self, version: int) -> WeightVersion:
-        """Gather the learners' weights as policy `version`; with weight broadcast, rank 0 also
-        sends them to every rollout engine now. Rank 0's gathered weights stay in the object store
-        as the return value of its call (owned by this controller, which never pulls them in: it
-        waits on a small tensor count), and every stage that needs them reads that one copy: the
-        selector, evaluation and a restarted rollout worker."""
-        learners = self.actors.learners
-        broadcast = self.broadcast_weights
-        if broadcast:
-            self.ensure_weight_group()
-        calls = [r.gather_weights.options(num_returns=2).remote(broadcast) for r in learners]
-        counts = [count for count, _ in calls]
-        receives = [w.receive_weights.remote(version) for w in self.actors.rollouts] if broadcast else []
-        # One group: a member that fails leaves the others blocked in the gather or the broadcast.
-        wait_all([*counts, *receives], "weight broadcast" if broadcast else "learner", self.timeout)
-        return WeightVersion(version=version, refs=(calls[0][1],))
-
-    def ensure_weight_group(self) -> None:
-        """(Re)form learner rank 0's broadcast group with every rollout worker: at the first sync
-        and after Ray restarted a rollout worker (a new process is not in the old group)."""
-        rollouts = self.actors.rollouts
-        members = wait_stage([w.incarnation.remote() for w in rollouts], "rollout", self.timeout)
-        if members == self._weight_group_members:
-            return
-        ranks = wait_stage([w.broadcast_ranks.remote() for w in rollouts], "rollout", self.timeout)
-        host, port = wait_stage(self.actors.learners[0].rendezvous_address.remote(), "learner", self.timeout)
-        address = GroupAddress(host, port, world_size=1 + sum(ranks), transport=self.weight_transport,
-                               timeout_s=self.timeout)
-        offsets = [1 + sum(ranks[:i]) for i in range(len(rollouts))]
-        joins = [self.actors.learners[0].join_weight_group.remote(address)]
-        joins += [w.join_weight_group.remote(address, offset) for w, offset in zip(rollouts, offsets)]
-        wait_all(joins, "weight broadcast group", self.timeout)
-        if self._weight_group_members is not None:
-            log.info("weight broadcast group formed again (a rollout worker was restarted)")
-        self._weight_group_members = members
-
     def save_learners(self, folder) -> list[str]:
         """Every rank writes its shard of the learner state into `folder` (on storage it can reach)."""
         written = wait_all([r.save_checkpoint.remote(str(folder)) for r in self.actors.learners],
@@ -419,17 +216,3 @@ class Controller:
         steps = wait_all([r.load_checkpoint.remote(str(folder)) for r in self.actors.learners],
                          "learner (resume)", self.timeout)
         return int(steps[0])
-
-
-def shutdown_actors(actors: StageActors | None) -> None:
-    if actors is None:
-        return
-    for actor in actors.all:
-        try:
-            ray.kill(actor, no_restart=True)
-        except Exception:
-            pass
-    from ray.util.placement_group import remove_placement_group
-
-    for group in actors.placement_groups:
-        remove_placement_group(group)

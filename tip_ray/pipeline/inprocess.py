@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 
 from tip_ray.learner.rank import LearnerRank
-from tip_ray.pipeline.placement import plan_placement
+from tip_ray.pipeline.placement import Role, plan_placement
 from tip_ray.pipeline.prepare import PreparedRun
-from tip_ray.pipeline.run import make_prompt_batch
+from tip_ray.pipeline.batches import make_prompt_batch
 from tip_ray.pipeline.stages import learner_settings, rollout_settings, scorer_settings, selector_settings
 from tip_ray.data.prompts import PromptSampler
 from tip_ray.rollout.worker import RolloutWorker
@@ -37,10 +37,10 @@ class InProcessLoop:
 
         self.prepared = prepared
         plans = plan_placement(prepared.config)
-        self.rollout = RolloutWorker(rollout_settings(prepared, plans["rollout"], 0))
-        self.scorer = TeacherScorer(scorer_settings(prepared, plans["teacher"], 0))
-        self.selector = Selector(selector_settings(prepared, plans["selector"], 0))
-        settings = dataclasses.replace(learner_settings(prepared, plans["learner"]), world_size=1)
+        self.rollout = RolloutWorker(rollout_settings(prepared, plans[Role.ROLLOUT], 0))
+        self.scorer = TeacherScorer(scorer_settings(prepared, plans[Role.TEACHER], 0))
+        self.selector = Selector(selector_settings(prepared, plans[Role.SELECTOR], 0))
+        settings = dataclasses.replace(learner_settings(prepared, plans[Role.LEARNER]), world_size=1)
         self.learner = LearnerRank(0, settings)
         host, port = self.learner.rendezvous_address()
         self.learner.setup(host, port)

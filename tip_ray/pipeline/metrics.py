@@ -1,4 +1,4 @@
-"""Per-step metrics: one JSON line per step (appended, so a resumed run continues the file),
+"""Per-step metrics: the typed row of a step (pipeline.step_row), one JSON line per step (appended, so a resumed run continues the file),
 optional TensorBoard scalars, and the progress bar."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from tip_ray.pipeline.step_row import QuadrantStats, StepCounters, StepRow
 from tip_ray.records import SelectionSummary, StepResult
 
 
@@ -23,39 +24,45 @@ def step_metrics(
     step_seconds: float,
     in_flight: int,
     accuracy: float | None,
-) -> dict[str, Any]:
+    prompt_rows: Sequence[int],
+    weight_sync: str,
+    weight_sync_seconds: float,
+    counters: StepCounters,
+) -> StepRow:
     n_resp = max(summary.num_response_tokens, 1)
-    row = {
-        "step": result.step,
-        "batch_id": summary.batch_id,
-        "loss": result.loss,
-        "grad_norm": result.grad_norm,
-        "lr": result.lr,
-        "skipped": result.skipped,
-        "selected_tokens": summary.num_selected,
-        "response_tokens": summary.num_response_tokens,
-        "selected_fraction": summary.num_selected / n_resp,
-        "mean_entropy": summary.mean_entropy,
-        "mean_reverse_kl": summary.mean_reverse_kl,
-        "teacher_signal": signal_form,
-        "teacher_signal_exact": signal_exact,
-        "stats_approximate": summary.approximate,
-        # Versions the batch's weights lagged the learner by when it was consumed.
-        "policy_lag": learner_version - summary.policy_version,
-        "selector_lag": learner_version - summary.selector_version,
-        "rollout_tokens_per_s": _rate(summary.num_response_tokens, rollout_seconds),
-        "teacher_tokens_per_s": _rate(summary.num_response_tokens, teacher_seconds),
-        "selector_tokens_per_s": _rate(summary.num_response_tokens, summary.seconds),
-        "learner_tokens_per_s": _rate(summary.num_selected, result.seconds),
-        "tokens_per_s": _rate(summary.num_response_tokens, step_seconds),
-        "queue_in_flight": in_flight,
-        "learner_peak_mib": result.peak_memory_mib,
-        "step_seconds": step_seconds,
-        "learner_seconds": result.seconds,
-        "train_accuracy": accuracy,
-    }
-    row.update({f"quadrant_{k}": v for k, v in summary.quadrants.items()})
-    return row
+    return StepRow(
+        step=result.step,
+        batch_id=summary.batch_id,
+        loss=result.loss,
+        grad_norm=result.grad_norm,
+        lr=result.lr,
+        skipped=result.skipped,
+        selected_tokens=summary.num_selected,
+        response_tokens=summary.num_response_tokens,
+        selected_fraction=summary.num_selected / n_resp,
+        mean_entropy=summary.mean_entropy,
+        mean_reverse_kl=summary.mean_reverse_kl,
+        teacher_signal=signal_form,
+        teacher_signal_exact=signal_exact,
+        stats_approximate=summary.approximate,
+        policy_lag=learner_version - summary.policy_version,
+        selector_lag=learner_version - summary.selector_version,
+        rollout_tokens_per_s=_rate(summary.num_response_tokens, rollout_seconds),
+        teacher_tokens_per_s=_rate(summary.num_response_tokens, teacher_seconds),
+        selector_tokens_per_s=_rate(summary.num_response_tokens, summary.seconds),
+        learner_tokens_per_s=_rate(summary.num_selected, result.seconds),
+        tokens_per_s=_rate(summary.num_response_tokens, step_seconds),
+        queue_in_flight=in_flight,
+        learner_peak_mib=result.peak_memory_mib,
+        step_seconds=step_seconds,
+        learner_seconds=result.seconds,
+        train_accuracy=accuracy,
+        quadrants=QuadrantStats.from_summary(summary.quadrants),
+        prompt_rows=tuple(prompt_rows),
+        weight_sync=weight_sync,
+        weight_sync_seconds=weight_sync_seconds,
+        counters=counters,
+    )
 
 
 def _rate(tokens: float, seconds: float) -> float:

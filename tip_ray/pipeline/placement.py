@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 
 from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.pools import pool_resource
 
-ROLES = ("rollout", "teacher", "selector", "learner")
+
+
+class Role(StrEnum):
+    """The four stages a run places: the names of cluster.roles and of the actors."""
+
+    ROLLOUT = "rollout"
+    TEACHER = "teacher"
+    SELECTOR = "selector"
+    LEARNER = "learner"
 
 
 @dataclass(frozen=True)
 class RolePlacement:
-    role: str
+    role: Role
     pool: str | None  # pool name, None when the run declares no pools
     resources: dict[str, float]
     num_gpus: float
@@ -34,12 +43,12 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def plan_placement(config: PipelineConfig) -> dict[str, RolePlacement]:
+def plan_placement(config: PipelineConfig) -> dict[Role, RolePlacement]:
     cluster = config.cluster
     roles = cluster.roles.model_dump()
     cores = cluster.num_cpus or available_cores()
     plans = {}
-    for role in ROLES:
+    for role in Role:
         if cluster.pools is None:
             # One shared machine. With max_policy_lag 0 the stages take turns, so each may use
             # every core, except the learner ranks, which run at the same time and split them.
@@ -48,7 +57,7 @@ def plan_placement(config: PipelineConfig) -> dict[str, RolePlacement]:
             # on 2 cores: lag 1 ran at 0.31-0.33 of the in-process rate with every stage on 2).
             concurrent = 2 if config.train.max_policy_lag > 0 else 1
             share = max(1, cores // concurrent)
-            threads = max(1, share // config.learner.num_ranks) if role == "learner" else share
+            threads = max(1, share // config.learner.num_ranks) if role is Role.LEARNER else share
             plans[role] = RolePlacement(role, None, {}, 0.0, 0.0, threads)
             continue
         pool_name = roles[role]

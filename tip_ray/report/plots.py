@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from tip_ray.pipeline.step_row import quadrant_column
 from tip_ray.report.reading import RunData
 
 QUADRANT_MEANING = {
@@ -130,7 +131,7 @@ def quadrant_shares(run: RunData) -> Plot:
     from tip_ray.sweep.report import QUADRANT_COLOURS
 
     title = "Quadrant shares of response tokens (TIP taxonomy)"
-    keys = [f"quadrant_share_q{q}" for q in QUADRANT_MEANING]
+    keys = [quadrant_column("share", q) for q in QUADRANT_MEANING]
     rows = [r for r in run.metrics if number(r.get("step")) is not None and all(number(r.get(k)) is not None for k in keys)]
     if not rows:
         return _missing(title, "'quadrant_share_q1..q4' columns")

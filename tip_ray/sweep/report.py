@@ -7,7 +7,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from tip_ray.sweep.runner import QUADRANTS, RunRecord
+from tip_ray.sweep.runner import RunRecord
+from tip_ray.tip.taxonomy import QUADRANTS
 from tip_ray.sweep.token_map import TokenMap
 
 QUADRANT_COLOURS = {1: "tab:red", 2: "tab:orange", 3: "tab:purple", 4: "tab:gray"}

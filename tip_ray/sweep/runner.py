@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tip_ray.pipeline.metrics import read_metrics
+from tip_ray.pipeline.step_row import quadrant_column
 from tip_ray.sweep.spec import LoadedSweep
+from tip_ray.tip.taxonomy import QUADRANTS
 
-QUADRANTS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def record_from_run(label: str, rule: str, ratio: float, seed: int, summary, run
         total += row["selected_tokens"]
         cumulative[row["step"]] = total
     shares = {
-        f"q{q}": sum(r.get(f"quadrant_share_q{q}", 0.0) for r in rows) / max(len(rows), 1) for q in QUADRANTS
+        f"q{q}": sum(r[quadrant_column("share", q)] for r in rows) / max(len(rows), 1) for q in QUADRANTS
     }
     return RunRecord(
         label=label,
@@ -75,7 +76,8 @@ def record_from_run(label: str, rule: str, ratio: float, seed: int, summary, run
 def run_sweep(loaded: LoadedSweep, *, address: str | None = None, log=print) -> list[RunRecord]:
     import ray
 
-    from tip_ray.pipeline.run import init_ray, run_pipeline
+    from tip_ray.pipeline.ray_lifecycle import init_ray
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     report_dir = loaded.report_dir
     report_dir.mkdir(parents=True, exist_ok=True)

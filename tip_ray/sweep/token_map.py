@@ -34,9 +34,9 @@ class TokenMap:
 
 def sample_token_map(config: PipelineConfig, num_prompts: int) -> TokenMap:
     from tip_ray.data.prompts import PromptSampler
-    from tip_ray.pipeline.placement import plan_placement
+    from tip_ray.pipeline.placement import Role, plan_placement
     from tip_ray.pipeline.prepare import prepare_run
-    from tip_ray.pipeline.run import make_prompt_batch
+    from tip_ray.pipeline.batches import make_prompt_batch
     from tip_ray.pipeline.stages import rollout_settings, scorer_settings, selector_settings
     from tip_ray.rollout.worker import RolloutWorker
     from tip_ray.select.selector import Selector
@@ -48,9 +48,9 @@ def sample_token_map(config: PipelineConfig, num_prompts: int) -> TokenMap:
     plans = plan_placement(config)
     batch = make_prompt_batch(PromptSampler(prepared.prompts, seed=config.train.seed, shuffle=True), 0, num_prompts)
     weights = WeightVersion(0)
-    rollout = RolloutWorker(rollout_settings(prepared, plans["rollout"], 0)).generate(batch, weights)
-    scored = TeacherScorer(scorer_settings(prepared, plans["teacher"], 0)).score(rollout)
-    stats = Selector(selector_settings(prepared, plans["selector"], 0)).statistics(weights, scored)
+    rollout = RolloutWorker(rollout_settings(prepared, plans[Role.ROLLOUT], 0)).generate(batch, weights)
+    scored = TeacherScorer(scorer_settings(prepared, plans[Role.TEACHER], 0)).score(rollout)
+    stats = Selector(selector_settings(prepared, plans[Role.SELECTOR], 0)).statistics(weights, scored)
     mask = torch.ones((1, stats.entropy.numel()), dtype=torch.bool)
     h, d = stats.entropy[None], stats.reverse_kl[None]
     cuts_cfg = config.selection.metrics_cuts

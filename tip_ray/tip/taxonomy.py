@@ -23,6 +23,8 @@ from .normalise import masked_quantile
 
 CUT_MODES = ("fixed", "quantile", "minmax")
 QUADRANTS = (1, 2, 3, 4)
+# The per-quadrant statistics of quadrant_summary, keyed "<stat>_q<quadrant>" (quadrant_key).
+QUADRANT_STATS = ("share", "mean_entropy", "mean_divergence")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,14 @@ def quadrant_labels(entropy: Tensor, divergence: Tensor, mask: Tensor, cuts: Cut
     return torch.where(mask, labels, torch.zeros_like(labels))
 
 
+def quadrant_key(stat: str, quadrant: int) -> str:
+    """The key of one quadrant statistic in quadrant_summary ("share_q3"): its one spelling."""
+    if stat not in QUADRANT_STATS or quadrant not in QUADRANTS:
+        raise KeyError(f"no quadrant statistic {stat!r} for quadrant {quadrant!r}: the statistics are "
+                       f"{QUADRANT_STATS} over quadrants {QUADRANTS}")
+    return f"{stat}_q{quadrant}"
+
+
 def quadrant_summary(labels: Tensor, entropy: Tensor, divergence: Tensor, mask: Tensor) -> dict[str, float]:
     """Per-batch metrics: share_q1..q4 (fractions of valid tokens), mean_entropy_q*, mean_divergence_q*.
 
@@ -116,7 +126,7 @@ def quadrant_summary(labels: Tensor, entropy: Tensor, divergence: Tensor, mask: 
     for quadrant in QUADRANTS:
         members = mask & (labels == quadrant)
         count = int(members.sum())
-        summary[f"share_q{quadrant}"] = count / total if total else 0.0
-        summary[f"mean_entropy_q{quadrant}"] = float(entropy[members].double().mean()) if count else 0.0
-        summary[f"mean_divergence_q{quadrant}"] = float(divergence[members].double().mean()) if count else 0.0
+        summary[quadrant_key("share", quadrant)] = count / total if total else 0.0
+        summary[quadrant_key("mean_entropy", quadrant)] = float(entropy[members].double().mean()) if count else 0.0
+        summary[quadrant_key("mean_divergence", quadrant)] = float(divergence[members].double().mean()) if count else 0.0
     return summary
