@@ -124,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tip_ray.config import load_pipeline
-    from tip_ray.demo.task import ALPHABET, write_jsonl
+    from tip_ray.tasks.arithmetic import ALPHABET, write_jsonl
     from tip_ray.models.tiny import save_tiny_pair
 
     tmp = Path(tempfile.mkdtemp(prefix="tip-overhead-"))

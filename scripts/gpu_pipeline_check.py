@@ -73,7 +73,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("gpu_pipeline_check: no CUDA GPU visible")
     from tip_ray.config.schema import PipelineConfig
-    from tip_ray.demo.task import write_jsonl
+    from tip_ray.tasks.arithmetic import write_jsonl
     from tip_ray.models.tiny import TinyModelSpec, save_tiny_pair
     from tip_ray.pipeline.run import run_pipeline
 

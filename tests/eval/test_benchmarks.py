@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tip_ray.demo import task
+from tip_ray.tasks import arithmetic as task
 from tip_ray.eval.benchmarks import (
     MATH_PROMPT_TEMPLATE,
     benchmark_info,

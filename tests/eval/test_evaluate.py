@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tip_ray.demo import task
+from tip_ray.tasks import arithmetic as task
 from tip_ray.eval.benchmarks import load_demo_benchmark
 from tip_ray.eval.evaluate import demo_grader, evaluate
 from tip_ray.eval.hf_generate import HFGenerator, SamplingSettings, format_prompt

@@ -21,7 +21,7 @@ def run_two_steps(tmp_path, demo_prompts, teacher_spec: TinyModelSpec = DEFAULT_
     """Two exactly on-policy steps of the tiny pipeline on an embedded Ray; their metrics rows."""
     import ray
 
-    from tip_ray.demo.task import ALPHABET
+    from tip_ray.tasks.arithmetic import ALPHABET
     from tip_ray.pipeline.run import run_pipeline
 
     if ray.is_initialized():  # the run starts (and stops) its own embedded Ray

@@ -169,7 +169,7 @@ def _read_hub(source: HubData, report: ReadReport) -> list[PromptRow]:
 
 
 def _read_demo(source: DemoData, report: ReadReport) -> list[PromptRow]:
-    from tip_ray.demo.task import make_dataset
+    from tip_ray.tasks.arithmetic import make_dataset
 
     problems = make_dataset(source.num_problems, source.seed)
     return [PromptRow(row=i, prompt=p["prompt"], answer=p["answer"]) for i, p in enumerate(problems)]

@@ -1,6 +1,6 @@
 """Make the demo's teacher and student with nothing downloaded, and cache them.
 
-The teacher is trained from scratch on the arithmetic task (tip_ray.demo.task) until it is
+The teacher is trained from scratch on the arithmetic task (tip_ray.tasks.arithmetic) until it is
 accurate; the student, a smaller model, gets a short supervised fine-tune on the same kind of
 generated solutions, so it starts clearly below the teacher and on-policy distillation has
 something to fix. Both share one character-level tokenizer.
@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tip_ray.demo import task
+from tip_ray.tasks import arithmetic as task
 from tip_ray.eval.benchmarks import load_demo_benchmark
 from tip_ray.eval.evaluate import demo_grader, evaluate
 from tip_ray.eval.hf_generate import HFGenerator, SamplingSettings

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tip_ray.demo import task as demo_task
+from tip_ray.tasks import arithmetic as demo_task
 
 MATH_PROMPT_TEMPLATE = "{problem}\nPut your final answer within \\boxed{{}}."
 """Turns a math problem into the model's prompt (``{problem}`` is replaced)."""

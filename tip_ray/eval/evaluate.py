@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from tip_ray.demo import task as demo_task
+from tip_ray.tasks import arithmetic as demo_task
 from tip_ray.eval.benchmarks import Problem
 from tip_ray.eval.metrics import MetricEstimate, default_ks, mean_at_n, pass_at_k
 

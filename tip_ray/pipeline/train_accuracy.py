@@ -11,7 +11,7 @@ from tip_ray.records import PromptBatch
 def train_accuracy_fn(config: PipelineConfig) -> Callable[[str, str], bool] | None:
     """Cheap exact grader of training responses; only the built-in task has one."""
     if config.data.type == "demo":
-        from tip_ray.demo.task import grade
+        from tip_ray.tasks.arithmetic import grade
 
         return grade
     return None
