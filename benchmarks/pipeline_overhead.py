@@ -33,7 +33,7 @@ SECTION = "## Pipeline overhead: Ray pipeline vs in-process loop"
 
 def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, lag: int, weight_sync: str = "object_store") -> dict:
     """The tests' tiny pipeline with batches large enough that step time is not all overhead."""
-    from tip_ray.pipeline.tiny import tiny_pipeline_doc
+    from tests.pipeline_doc import tiny_pipeline_doc
 
     return tiny_pipeline_doc(
         pair, prompts, run_dir,

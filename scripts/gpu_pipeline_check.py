@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, teacher_gpus: float,
                  weight_sync: str = "auto") -> dict:
     """The tests' tiny pipeline with a vLLM rollout engine and the two pools placed on GPUs."""
-    from tip_ray.pipeline.tiny import tiny_pipeline_doc
+    from tests.pipeline_doc import tiny_pipeline_doc
 
     return tiny_pipeline_doc(
         pair, prompts, run_dir,

@@ -8,9 +8,6 @@ from pathlib import Path
 
 import pytest
 
-# Many test modules import the builder from here.
-from tip_ray.pipeline.tiny import tiny_pipeline_doc  # noqa: F401
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 

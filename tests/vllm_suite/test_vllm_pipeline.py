@@ -10,7 +10,7 @@ import pytest
 from tests.vllm_suite.conftest import STUDENT_SPEC, require_vllm
 from tip_ray.config.schema import PipelineConfig
 from tip_ray.models.tiny import DEFAULT_TEACHER_SPEC, TinyModelSpec, save_tiny_pair
-from tip_ray.pipeline.tiny import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 
 require_vllm()
 pytestmark = pytest.mark.vllm
