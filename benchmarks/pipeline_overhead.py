@@ -33,7 +33,7 @@ SECTION = "## Pipeline overhead: Ray pipeline vs in-process loop"
 
 def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, lag: int, weight_sync: str = "object_store") -> dict:
     """The tests' tiny pipeline with batches large enough that step time is not all overhead."""
-    from tip_ray.pipeline.tiny import tiny_pipeline_doc
+    from tests.pipeline_doc import tiny_pipeline_doc
 
     return tiny_pipeline_doc(
         pair, prompts, run_dir,
@@ -124,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tip_ray.config import load_pipeline
-    from tip_ray.demo.task import ALPHABET, write_jsonl
+    from tip_ray.tasks.arithmetic import ALPHABET, write_jsonl
     from tip_ray.models.tiny import save_tiny_pair
 
     tmp = Path(tempfile.mkdtemp(prefix="tip-overhead-"))

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 def pipeline_doc(pair, prompts: Path, run_dir: Path, steps: int, teacher_gpus: float,
                  weight_sync: str = "auto") -> dict:
     """The tests' tiny pipeline with a vLLM rollout engine and the two pools placed on GPUs."""
-    from tip_ray.pipeline.tiny import tiny_pipeline_doc
+    from tests.pipeline_doc import tiny_pipeline_doc
 
     return tiny_pipeline_doc(
         pair, prompts, run_dir,
@@ -73,7 +73,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("gpu_pipeline_check: no CUDA GPU visible")
     from tip_ray.config.pipeline import PipelineConfig
-    from tip_ray.demo.task import write_jsonl
+    from tip_ray.tasks.arithmetic import write_jsonl
     from tip_ray.models.tiny import TinyModelSpec, save_tiny_pair
     from tip_ray.pipeline.supervisor import run_pipeline
 

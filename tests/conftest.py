@@ -8,9 +8,6 @@ from pathlib import Path
 
 import pytest
 
-# Many test modules import the builder from here.
-from tip_ray.pipeline.tiny import tiny_pipeline_doc  # noqa: F401
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
@@ -18,7 +15,7 @@ SHARED = REPO.parent / "shared"
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory):
     """A random-weight teacher/student pair over the demo task's characters."""
-    from tip_ray.demo.task import ALPHABET
+    from tip_ray.tasks.arithmetic import ALPHABET
     from tip_ray.models.tiny import save_tiny_pair
 
     return save_tiny_pair(tmp_path_factory.mktemp("tiny"), alphabet=ALPHABET, seed=0)
@@ -26,7 +23,7 @@ def tiny_pair(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_prompts(tmp_path_factory) -> Path:
-    from tip_ray.demo.task import write_jsonl
+    from tip_ray.tasks.arithmetic import write_jsonl
 
     return write_jsonl(tmp_path_factory.mktemp("data") / "prompts.jsonl", n=256, seed=7)
 

@@ -13,9 +13,10 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tip_ray.config.loader import REPO_ROOT, ConfigError, format_validation_error, load_pipeline, parse_override
+from tip_ray.config.loader import ConfigError, format_validation_error, load_pipeline, parse_override
 from tip_ray.config.numbers import MAX_CONFIG_INT, number_kinds
 from tip_ray.config.pipeline import PipelineConfig
+from tip_ray.config.shipped import shipped_configs
 from tip_ray.config.yaml_read import MAX_CONFIG_BYTES, MAX_EXPANDED_NODES
 
 
@@ -130,7 +131,7 @@ def test_includes_from_the_pipeline_tree_and_configs_still_work(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
     config = load_pipeline(tmp_path / "p.yaml")
     assert config.train.steps == 7 and config.selection.rule.type == "soft_or"
-    assert (REPO_ROOT / "configs" / "selection" / "soft_or_50.yaml").is_file()
+    assert (shipped_configs() / "selection" / "soft_or_50.yaml").is_file()
 
 
 @pytest.mark.parametrize("target", ["/etc/passwd", "/proc/self/environ", "{shadow}"])

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from tip_ray.demo import bootstrap, task
+from tip_ray.demo import bootstrap
+from tip_ray.tasks import arithmetic as task
 from tip_ray.demo.bootstrap import DemoRecipe, SFTSettings, ensure_demo_models, sft_train
 from tip_ray.models.loading import check_compatible, load_causal_lm, load_tokenizer
 from tip_ray.models.tiny import TinyModelSpec, build_char_tokenizer, build_tiny_model

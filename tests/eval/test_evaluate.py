@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from tip_ray.demo import task
-from tip_ray.eval.benchmarks import load_demo_benchmark
-from tip_ray.eval.evaluate import demo_grader, evaluate
+from tip_ray.tasks import arithmetic as task
+from tip_ray.tasks.registry import get_task
+from tip_ray.eval.benchmarks import load_task_benchmark
+from tip_ray.eval.evaluate import evaluate
 from tip_ray.eval.hf_generate import HFGenerator, SamplingSettings, format_prompt
 from tip_ray.models.loading import load_causal_lm, load_tokenizer
 from tip_ray.models.tiny import build_char_tokenizer
+
+demo_grader = get_task("arithmetic").grade_all
 
 
 def scripted_generate(pattern):
@@ -27,7 +30,7 @@ def scripted_generate(pattern):
 
 
 def test_report_matches_the_known_pattern():
-    problems = load_demo_benchmark(n=6)
+    problems = load_task_benchmark("demo", n=6)
     rng = np.random.default_rng(0)
     pattern = rng.random((6, 4)) < 0.4
     scripted_generate.index = {p.prompt: i for i, p in enumerate(problems)}
@@ -42,7 +45,7 @@ def test_report_matches_the_known_pattern():
 
 
 def test_bad_generate_output_and_bad_k_are_refused():
-    problems = load_demo_benchmark(n=2)
+    problems = load_task_benchmark("demo", n=2)
     with pytest.raises(ValueError, match="expected 3 per prompt"):
         evaluate(lambda prompts, n: [["x"] * (n - 1) for _ in prompts], problems, 3, demo_grader)
     with pytest.raises(ValueError, match="1 <= k <= n=2"):
@@ -54,7 +57,7 @@ def test_bad_generate_output_and_bad_k_are_refused():
 def test_hf_generator_samples_n_per_prompt_reproducibly(tiny_pair):
     tokenizer = load_tokenizer(str(tiny_pair.student_path))
     model = load_causal_lm(str(tiny_pair.student_path))
-    prompts = [p.prompt for p in load_demo_benchmark(n=3)]
+    prompts = [p.prompt for p in load_task_benchmark("demo", n=3)]
     sampling = SamplingSettings(max_new_tokens=6, temperature=1.0, seed=3)
     first = HFGenerator(model, tokenizer, sampling, batch_size=4)(prompts, 3)
     again = HFGenerator(model, tokenizer, sampling, batch_size=4)(prompts, 3)

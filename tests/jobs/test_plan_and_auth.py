@@ -157,7 +157,7 @@ def test_yaml_outside_the_shipped_folder_is_refused(tmp_path):
 
 
 def test_paths_that_will_not_travel_are_noted(tmp_path, tiny_pair, demo_prompts):
-    from tests.conftest import tiny_pipeline_doc
+    from tests.pipeline_doc import tiny_pipeline_doc
 
     project = tmp_path / "project"
     (project / "pipelines").mkdir(parents=True)

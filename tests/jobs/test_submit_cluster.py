@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tests.jobs.conftest import REPO, client_env, run_cli
 from tests.jobs.ray_processes import free_port
 

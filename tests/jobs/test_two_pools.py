@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tests.jobs.conftest import REPO, client_env, run_cli
 from tests.jobs.ray_processes import LocalRayCluster
 from tip_ray.pools import NODE_POOL_CAPACITY, STUDENT_POOL, TEACHER_POOL

@@ -18,7 +18,7 @@ def test_same_pair_is_compatible(tiny_pair):
 
 
 def test_padded_teacher_is_cut_to_the_student(tiny_pair, tmp_path):
-    from tip_ray.demo.task import ALPHABET
+    from tip_ray.tasks.arithmetic import ALPHABET
 
     tokenizer = build_char_tokenizer(ALPHABET)
     padded = save_model(build_tiny_model(DEFAULT_TEACHER_SPEC, len(tokenizer) + 8, seed=3), tokenizer, tmp_path / "t")

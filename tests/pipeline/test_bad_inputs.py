@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tip_ray.cli import main
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tip_ray.config import load_pipeline
 from tip_ray.pipeline.placement import plan_placement
 from tip_ray.pipeline.prepare import prepare_run

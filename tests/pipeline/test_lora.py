@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tests.pipeline.test_learner_group import fixed_batch, start_group, stop_group  # noqa: F401
 from tip_ray.config import load_pipeline
 from tip_ray.errors import TipRayError

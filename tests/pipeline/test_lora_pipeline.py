@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tests.pipeline.lora_checks import check_adapter_reproduces_run
 from tip_ray.config import load_pipeline
 from tip_ray.pipeline.metrics import read_metrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tip_ray.config import ConfigError
 from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.pipeline.placement import plan_placement, rollout_engine_bundles

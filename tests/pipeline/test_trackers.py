@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tests.report.run_folders import metrics_rows
 from tip_ray.config import ConfigError, load_pipeline
 from tip_ray.config.pipeline import PipelineConfig

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tip_ray.cli import main
 
 

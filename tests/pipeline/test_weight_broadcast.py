@@ -11,7 +11,8 @@ import pytest
 import ray
 import torch
 
-from tests.conftest import live_actor, tiny_pipeline_doc
+from tests.conftest import live_actor
+from tests.pipeline_doc import tiny_pipeline_doc
 from tests.reliability.conftest import read_rows, write_pipeline
 from tip_ray.broadcast import BroadcastGroup, GroupAddress, free_port, tensor_specs
 

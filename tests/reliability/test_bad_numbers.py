@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tests.reliability.conftest import read_rows, reliability_doc, write_pipeline
 
 

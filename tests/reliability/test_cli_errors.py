@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, tiny_pipeline_doc
+from tests.conftest import REPO
+from tests.pipeline_doc import tiny_pipeline_doc
 from tip_ray.cli import COMMANDS, build_parser, main
 
 SECRET = "hf_cli0123456789abcdefSECRET"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tests.reliability.conftest import read_rows, write_pipeline
 
 MOUNT_SIZE = "8m"

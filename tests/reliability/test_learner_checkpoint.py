@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 
 
 @pytest.fixture(scope="module")

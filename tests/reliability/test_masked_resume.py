@@ -7,7 +7,8 @@ import pytest
 import ray
 import yaml
 
-from tests.conftest import live_actor, tiny_pipeline_doc
+from tests.conftest import live_actor
+from tests.pipeline_doc import tiny_pipeline_doc
 from tests.reliability.conftest import read_rows, write_pipeline
 from tip_ray.checkpoint.redact import MASK
 

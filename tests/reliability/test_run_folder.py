@@ -12,7 +12,7 @@ import stat
 import pytest
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tip_ray.checkpoint.redact import MASK
 
 SECRET = "hf_abcdefghijklmnopqrstuvwxyz123456"

@@ -11,7 +11,7 @@ import stat
 import pytest
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tests.reliability.conftest import reliability_doc, write_pipeline
 from tip_ray.checkpoint.redact import MASK, RedactingFilter, redact, secret_values
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tip_ray.config import ConfigError
 from tip_ray.sweep.report import mean_std, table, group
 from tip_ray.sweep.runner import RunRecord

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tip_ray.pipeline.tiny import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 
 
 def server_doc(pair, tmp_path, *, k: int, server: dict | None, form: str = "topk") -> dict:

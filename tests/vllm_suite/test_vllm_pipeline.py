@@ -10,7 +10,7 @@ import pytest
 from tests.vllm_suite.conftest import STUDENT_SPEC, require_vllm
 from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.models.tiny import DEFAULT_TEACHER_SPEC, TinyModelSpec, save_tiny_pair
-from tip_ray.pipeline.tiny import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 
 require_vllm()
 pytestmark = pytest.mark.vllm
@@ -21,7 +21,7 @@ def run_two_steps(tmp_path, demo_prompts, teacher_spec: TinyModelSpec = DEFAULT_
     """Two exactly on-policy steps of the tiny pipeline on an embedded Ray; their metrics rows."""
     import ray
 
-    from tip_ray.demo.task import ALPHABET
+    from tip_ray.tasks.arithmetic import ALPHABET
     from tip_ray.pipeline.supervisor import run_pipeline
 
     if ray.is_initialized():  # the run starts (and stops) its own embedded Ray

@@ -5,17 +5,16 @@ TIP's Soft-OR rule at 50% through the Ray pipeline, and prints a short table."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PIPELINE = REPO / "pipelines" / "demo.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="bootstrap the demo models (cached) and run the demo distillation")
-    p.add_argument("--pipeline", default=str(DEFAULT_PIPELINE), help="demo pipeline YAML")
+    p.add_argument("--pipeline", default=None,
+                   help="demo pipeline YAML (default: the shipped pipelines/demo.yaml)")
     p.add_argument("--run-dir", default=None,
-                   help="run folder (default: a new runs/demo-<date>-<time>, so each demo starts fresh; "
+                   help="run folder (default: a new runs/demo-<date>-<time> under the working directory, "
+                        "so each demo starts fresh; "
                         "give an existing folder to continue it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     p.set_defaults(handler=handle)
@@ -23,12 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     import time
+    from pathlib import Path
 
     from tip_ray.commands.run import load_with_overrides
     from tip_ray.demo.bootstrap import ensure_demo_models
 
     start = time.perf_counter()
-    config = load_with_overrides(args.pipeline, args.set)
+    from tip_ray.config.shipped import shipped_root
+
+    config = load_with_overrides(args.pipeline or str(shipped_root() / "pipelines" / "demo.yaml"), args.set)
     print("[1/2] demo models: teacher and student (trained on first use, then cached)", flush=True)
     models = ensure_demo_models(progress=True)
     print(
@@ -41,7 +43,7 @@ def handle(args: argparse.Namespace) -> int:
     from tip_ray.pipeline.supervisor import run_pipeline
 
     # A demo starts over each time: a fixed folder would silently resume the last demo's final step.
-    run_dir = args.run_dir or str(REPO / "runs" / time.strftime("demo-%Y%m%d-%H%M%S"))
+    run_dir = args.run_dir or str(Path.cwd() / "runs" / time.strftime("demo-%Y%m%d-%H%M%S"))
     summary = run_pipeline(config, run_dir=run_dir)
     evals = dict(summary.evals)
     before = evals.get(0)

@@ -11,18 +11,20 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a benchmark (mean@n, pass@k)")
     p.add_argument("--model", required=True, help="model folder, or a run folder (uses its final_model)")
-    p.add_argument("--benchmark", default="demo", choices=["demo", "math500", "aime24", "aime25"])
+    p.add_argument("--benchmark", default="demo", choices=["demo", "math500", "aime24", "aime25"],
+                   help="the demo's arithmetic held-out set (generated) or a math benchmark")
     p.add_argument("--path", default=None, help="local JSONL (or folder) of a math benchmark")
     p.add_argument("--hf-dataset", default=None, help="Hugging Face dataset name ('default' for the usual one)")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N problems")
     p.add_argument("-n", "--samples", type=int, default=1, help="samples per problem (n of mean@n)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=256, help="longest response, in tokens")
     p.add_argument("--backend", default="hf", choices=["hf", "vllm"], help="rollout backend")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per generate call (hf)")
-    p.add_argument("--chat-template", default="auto", choices=["auto", "never"])
+    p.add_argument("--chat-template", default="auto", choices=["auto", "never"],
+                   help="auto: wrap prompts in the tokenizer's chat template when it has one")
     p.add_argument("--grade-timeout", type=float, default=5.0, help="seconds per answer (math)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--out", default=None, help="write the report (JSON, with every sample) here")
     p.set_defaults(handler=handle)
 

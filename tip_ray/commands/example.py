@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PIPELINE = REPO / "pipelines" / "smollm2_pruned.yaml"
-DEFAULT_HELDOUT = REPO / "data" / "math500" / "heldout.jsonl"
+# A shipped pipeline (tip_ray.config.shipped); its data paths, like the held-out file, are relative to
+# the working directory (the checkout: data/math500/ is not part of the package).
+DEFAULT_PIPELINE = "smollm2_pruned"
+DEFAULT_HELDOUT = "data/math500/heldout.jsonl"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("example", help="distil a real pretrained pair (SmolLM2 teacher, pruned student) and report")
-    p.add_argument("--pipeline", default=str(DEFAULT_PIPELINE), help="pipeline YAML")
-    p.add_argument("--heldout", default=str(DEFAULT_HELDOUT), help="JSONL of held-out prompts (field 'problem')")
+    p.add_argument("--pipeline", default=DEFAULT_PIPELINE, help="pipeline YAML, or a shipped pipeline's name")
+    p.add_argument("--heldout", default=DEFAULT_HELDOUT, help="JSONL of held-out prompts (field 'problem')")
     p.add_argument("--heldout-field", default="problem", help="prompt field of --heldout rows")
     p.add_argument("--heldout-prompts", type=int, default=8, help="held-out prompts used (default 8)")
     p.add_argument("--run-dir", default=None, help="run folder (default: a new runs/<name>-<date>-<time>)")
@@ -48,7 +49,7 @@ def handle(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     config = load_with_overrides(args.pipeline, args.set)
     heldout = read_prompts(args.heldout, args.heldout_field)[: args.heldout_prompts]
-    run_dir = args.run_dir or str(REPO / "runs" / time.strftime(f"{config.name}-%Y%m%d-%H%M%S"))
+    run_dir = args.run_dir or str(Path.cwd() / "runs" / time.strftime(f"{config.name}-%Y%m%d-%H%M%S"))
     print("[1/4] models: teacher and student (converted / pruned / healed on first use, then cached)", flush=True)
     prepared = prepare_run(config, run_dir=run_dir)
     print(f"      teacher {prepared.teacher_path}\n      student {prepared.student_path}", flush=True)

@@ -12,7 +12,7 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a distillation pipeline")
-    p.add_argument("pipeline", help="pipeline YAML file")
+    p.add_argument("pipeline", help="pipeline YAML file, or the name of a shipped pipeline (e.g. demo)")
     p.add_argument("--address", default=None, help="Ray address: local (default from the YAML), auto, or ray://...")
     p.add_argument("--run-dir", default=None, help="run folder (default: logging.run_dir of the YAML)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key, e.g. train.steps=5")
@@ -27,11 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_with_overrides(path: str, overrides: list[str]):
     from tip_ray.config.loader import deep_merge, load_pipeline, parse_override
+    from tip_ray.config.shipped import locate_pipeline
 
     merged: dict = {}
     for text in overrides:
         merged = deep_merge(merged, parse_override(text))
-    return load_pipeline(path, merged or None)
+    return load_pipeline(locate_pipeline(path), merged or None)
 
 
 def check_address_flag(address: str | None) -> None:

@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from tip_ray.commands.run import load_with_overrides
     from tip_ray.config.loader import load_yaml_tree
+    from tip_ray.config.shipped import locate_pipeline
 
-    if set(load_yaml_tree(args.pipeline)) == {"sweep"}:
+    if set(load_yaml_tree(locate_pipeline(args.pipeline))) == {"sweep"}:
         return _validate_sweep(args)
     config = load_with_overrides(args.pipeline, args.set)
     if args.schema_only:

@@ -2,9 +2,10 @@
 
 A mapping may hold ``include: <path>`` (or a list of paths). The included documents are merged
 first, in order, and the mapping's own keys override them (deep merge for nested mappings).
-Paths are relative to the including file, falling back to the repository root and its ``configs/``
-folder; an included piece must be a ``.yaml``/``.yml`` file inside the pipeline's own folder tree
-or ``configs/``.
+Paths are relative to the including file, falling back to the project's shipped ``configs/``
+(``configs/selection/soft_or_50.yaml`` or ``selection/soft_or_50.yaml``; tip_ray.config.shipped
+finds it in a checkout and in an installed wheel alike); an included piece must be a
+``.yaml``/``.yml`` file inside the pipeline's own folder tree or the shipped ``configs/``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pydantic import BaseModel, ValidationError
 
 from tip_ray.config.numbers import FieldValueError
 from tip_ray.config.pipeline import PipelineConfig
+from tip_ray.config.shipped import shipped_configs
 from tip_ray.config.yaml_read import ConfigError, parse_config_yaml, read_config_text
 
 INCLUDE_KEY = "include"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_INCLUDE_DEPTH = 16
 INCLUDE_SUFFIXES = (".yaml", ".yml")
 
@@ -31,8 +32,8 @@ def _read_yaml(path: Path) -> Any:
 
 
 def include_roots(pipeline_file: Path) -> tuple[Path, ...]:
-    """The folders includes may come from: the pipeline's own folder tree and configs/."""
-    return (pipeline_file.parent, REPO_ROOT / "configs")
+    """The folders includes may come from: the pipeline's own folder tree and the shipped configs/."""
+    return (pipeline_file.parent, shipped_configs())
 
 
 def _resolve_include(ref: Any, including_file: Path, key_path: str, pipeline_file: Path) -> Path:
@@ -40,7 +41,8 @@ def _resolve_include(ref: Any, including_file: Path, key_path: str, pipeline_fil
     if not isinstance(ref, str) or not ref:
         raise ConfigError(f"{where} must be a file path or a list of them, got {ref!r}")
     roots = include_roots(pipeline_file)
-    for base in (including_file.parent, REPO_ROOT, REPO_ROOT / "configs"):
+    configs = shipped_configs()
+    for base in (including_file.parent, configs.parent, configs):
         candidate = (base / ref).resolve()
         if not candidate.is_file():
             continue
@@ -55,7 +57,7 @@ def _resolve_include(ref: Any, including_file: Path, key_path: str, pipeline_fil
             )
         return candidate
     raise ConfigError(
-        f"{where}: {ref!r} not found next to the file, in the repository root or in configs/"
+        f"{where}: {ref!r} not found next to the file or in the shipped configs/ ({configs})"
     )
 
 

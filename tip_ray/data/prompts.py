@@ -169,10 +169,11 @@ def _read_hub(source: HubData, report: ReadReport) -> list[PromptRow]:
 
 
 def _read_demo(source: DemoData, report: ReadReport) -> list[PromptRow]:
-    from tip_ray.demo.task import make_dataset
+    from tip_ray.tasks.registry import DEMO_TASK, get_task
 
-    problems = make_dataset(source.num_problems, source.seed)
-    return [PromptRow(row=i, prompt=p["prompt"], answer=p["answer"]) for i, p in enumerate(problems)]
+    task = get_task(DEMO_TASK)
+    problems = task.make_dataset(source.num_problems, source.seed)
+    return [PromptRow(row=i, prompt=task.format_prompt(p), answer=p["answer"]) for i, p in enumerate(problems)]
 
 
 READERS: dict[str, Callable[[Any, ReadReport], list[PromptRow]]] = {

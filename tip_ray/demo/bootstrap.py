@@ -1,6 +1,6 @@
 """Make the demo's teacher and student with nothing downloaded, and cache them.
 
-The teacher is trained from scratch on the arithmetic task (tip_ray.demo.task) until it is
+The teacher is trained from scratch on the arithmetic task (tip_ray.tasks.arithmetic) until it is
 accurate; the student, a smaller model, gets a short supervised fine-tune on the same kind of
 generated solutions, so it starts clearly below the teacher and on-policy distillation has
 something to fix. Both share one character-level tokenizer.
@@ -32,9 +32,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tip_ray.demo import task
-from tip_ray.eval.benchmarks import load_demo_benchmark
-from tip_ray.eval.evaluate import demo_grader, evaluate
+from tip_ray.tasks import arithmetic as task
+from tip_ray.tasks.registry import DEMO_TASK, get_task
+from tip_ray.eval.benchmarks import load_task_benchmark
+from tip_ray.eval.evaluate import evaluate
 from tip_ray.eval.hf_generate import HFGenerator, SamplingSettings
 from tip_ray.models.cache import exclusive_lock, torch_threads
 from tip_ray.models.tiny import (
@@ -231,7 +232,7 @@ def greedy_accuracy(
 ) -> float:
     """Fraction of the held-out demo problems the model answers correctly with greedy decoding."""
     generator = HFGenerator(model, tokenizer, SamplingSettings(max_new_tokens=MAX_NEW_TOKENS), batch_size=250)
-    report = evaluate(generator, load_demo_benchmark(n=eval_size), n=1, grader=demo_grader,
+    report = evaluate(generator, load_task_benchmark("demo", n=eval_size), n=1, grader=get_task(DEMO_TASK).grade_all,
                       chunk_size=250, progress=progress)
     return report.mean.value
 

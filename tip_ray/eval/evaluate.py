@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from tip_ray.demo import task as demo_task
 from tip_ray.eval.benchmarks import Problem
 from tip_ray.eval.metrics import MetricEstimate, default_ks, mean_at_n, pass_at_k
 
@@ -21,11 +20,6 @@ GenerateFn = Callable[[Sequence[str], int], Sequence[Sequence[str]]]
 
 Grader = Callable[[Sequence[str], Sequence[str]], Sequence[bool]]
 """``grader(responses, gold_answers)`` returns one bool per response (same length)."""
-
-
-def demo_grader(responses: Sequence[str], golds: Sequence[str]) -> list[bool]:
-    """Grader of the built-in arithmetic task (exact integer after ``####``)."""
-    return [demo_task.grade(r, g) for r, g in zip(responses, golds, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ def load_eval_problems(cfg: EvalConfig):
 def grader_for(cfg: EvalConfig) -> Callable[[Sequence[str], Sequence[str]], Sequence[bool]]:
     from tip_ray.eval.benchmarks import benchmark_info
 
-    if benchmark_info(cfg.benchmark).grader == "demo":
-        from tip_ray.eval.evaluate import demo_grader
+    task = benchmark_info(cfg.benchmark).task
+    if task is not None:
+        from tip_ray.tasks.registry import get_task
 
-        return demo_grader
+        return get_task(task).grade_all
     from tip_ray.eval.grading import MathGrader
 
     return MathGrader(timeout_s=cfg.grade_timeout_s)

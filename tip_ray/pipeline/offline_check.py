@@ -37,14 +37,14 @@ def model_sources(config: PipelineConfig) -> list[tuple[str, object]]:
 
 def unchecked_offline(config: PipelineConfig) -> list[Unchecked]:
     """The parts of `config` that only a download (or a 5-minute bootstrap) could check."""
-    from tip_ray.demo.bootstrap import cached_demo_models
+    from tip_ray.models.sources import demo_models_built
 
     gaps = []
     for key, source in model_sources(config):
         if isinstance(source, HubModel) and not _hub_model_cached(source):
             gaps.append(Unchecked(key, f"hub model {source.name!r} is not in the local Hugging Face cache "
                                        f"(validate does not download it; --strict does)"))
-        elif isinstance(source, DemoModel) and cached_demo_models() is None:
+        elif isinstance(source, DemoModel) and not demo_models_built():
             gaps.append(Unchecked(key, "the demo models are not built yet (the first `tip-ray demo` or "
                                        "run builds them; --strict does now)"))
     if config.data.type == "hub":

@@ -54,12 +54,7 @@ def resolve_model_path(source: Any, where: str) -> str:
                 raise ConfigError(f"{where}: hub model {source.name!r} is not in the local Hugging Face "
                                   f"cache and HF_HUB_OFFLINE=1 forbids fetching it") from None
             raise ConfigError(f"{where}: cannot fetch hub model {source.name!r}: {exc}") from None
-    if isinstance(source, DemoModel):
-        from tip_ray.demo.bootstrap import ensure_demo_models
-
-        models = ensure_demo_models()
-        return str(models.teacher_path if source.role == "teacher" else models.student_path)
-    if isinstance(source, (GGUFModel, PrunedModel)):
+    if isinstance(source, (DemoModel, GGUFModel, PrunedModel)):
         from tip_ray.models.sources import resolve_derived
 
         return resolve_derived(source, where, resolve_model_path)

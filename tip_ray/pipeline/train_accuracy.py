@@ -9,11 +9,11 @@ from tip_ray.records import PromptBatch
 
 
 def train_accuracy_fn(config: PipelineConfig) -> Callable[[str, str], bool] | None:
-    """Cheap exact grader of training responses; only the built-in task has one."""
+    """Cheap exact grader of training responses; only generated tasks have one."""
     if config.data.type == "demo":
-        from tip_ray.demo.task import grade
+        from tip_ray.tasks.registry import DEMO_TASK, get_task
 
-        return grade
+        return get_task(DEMO_TASK).grade
     return None
 
 

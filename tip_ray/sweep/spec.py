@@ -7,7 +7,7 @@
       runs:
         - {label: all, rule: {type: all}}
         - {label: soft_or-50, rule: {type: soft_or, ratio: 0.5}}
-      report_dir: docs/sweeps/demo     # relative to the repository root
+      report_dir: docs/sweeps/demo     # relative to the working directory
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tip_ray.config.base import Strict
-from tip_ray.config.loader import REPO_ROOT, ConfigError, deep_merge, dotted, format_validation_error, load_pipeline, load_yaml_tree
+from tip_ray.config.loader import ConfigError, deep_merge, dotted, format_validation_error, load_pipeline, load_yaml_tree
 from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.config.selection import SelectionRule
+from tip_ray.config.shipped import locate_pipeline
 
 
 class SweepRun(Strict):
@@ -33,9 +34,9 @@ class SweepSpec(Strict):
     seeds: list[int] = Field(min_length=1, description="Seeds; every variant runs with each.")
     set: dict[str, Any] = Field(default_factory=dict, description="Dotted-key overrides for all runs.")
     runs: list[SweepRun] = Field(min_length=1, description="The variants compared.")
-    report_dir: str = Field(description="Report folder, relative to the repository root.")
+    report_dir: str = Field(description="Report folder, relative to the working directory.")
     runs_dir: str | None = Field(
-        default=None, description="Run folders (default runs/sweeps/<sweep file name>), relative to the repository root."
+        default=None, description="Run folders (default runs/sweeps/<sweep file name>), relative to the working directory."
     )
     token_stats_prompts: int = Field(default=64, gt=0, description="Prompts sampled for the h-delta scatter.")
 
@@ -59,12 +60,12 @@ class LoadedSweep(BaseModel):
 
     @property
     def report_dir(self) -> Path:
-        return (REPO_ROOT / self.spec.report_dir).resolve()
+        return Path(self.spec.report_dir).expanduser().resolve()
 
     @property
     def runs_dir(self) -> Path:
         """Run folders (weights, metrics) stay out of the report folder."""
-        return (REPO_ROOT / (self.spec.runs_dir or f"runs/sweeps/{self.path.stem}")).resolve()
+        return Path(self.spec.runs_dir or f"runs/sweeps/{self.path.stem}").expanduser().resolve()
 
     def overrides(self) -> dict:
         merged: dict = {}
@@ -84,7 +85,7 @@ class LoadedSweep(BaseModel):
 
 
 def load_sweep(path: str | Path) -> LoadedSweep:
-    file = Path(path).resolve()
+    file = locate_pipeline(str(path)).resolve()  # a path, or a shipped sweep's name (sweeps/demo_rules)
     tree = load_yaml_tree(file)
     if set(tree) != {"sweep"}:
         raise ConfigError(f"{file}: a sweep file has one top-level key, 'sweep' (got {sorted(tree)})")

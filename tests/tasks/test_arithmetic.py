@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tip_ray.demo import task
+from tip_ray.tasks import arithmetic as task
 from tip_ray.models.tiny import build_char_tokenizer
 
 STEP = re.compile(r"^(\d)\+(\d)\+(\d)=(\d)(\d)$")

@@ -1,4 +1,5 @@
-"""The pipeline document of a small, fast run over a tiny teacher/student pair.
+"""The pipeline document of a small, fast run over a tiny teacher/student pair (test support,
+not part of the package: benchmarks/ and scripts/ import it with the repository on sys.path).
 
 Tests, benchmarks and the GPU check all start from this one document and override only what
 they measure or need, so a new required setting is added in one place.

@@ -1,4 +1,4 @@
-"""The built-in demo task: column addition written out digit by digit, checked by a program.
+"""The arithmetic task (the demo's): column addition written out digit by digit, checked by a program.
 
 A problem is two numbers of 3 or 4 digits; the prompt is plain text, ``"1234+987="``. The
 solution walks the four columns from the ones upward, each step ``x+y+c=CD`` (column digits
