@@ -41,24 +41,53 @@ class EnvironmentReport:
     tool_seconds: float  # wall time of the concurrent tool rounds
     final_texts: tuple[str, ...] = field(default=())
 
-    def metrics(self) -> dict[str, float]:
-        """Step metrics under ``env/``: sums over the batch, means per trajectory, shares of tokens."""
+    def counts(self) -> dict[str, float]:
+        """Raw sums over the batch; shards of one step add up (`step_metrics`)."""
         eps: Sequence[Episode] = self.episodes
-        n = max(len(eps), 1)
-        model = sum(e.model_tokens for e in eps)
-        total = model + sum(e.environment_tokens for e in eps)
-        out = {
-            "env/trajectories": float(len(eps)),
-            "env/turns_mean": sum(e.turns for e in eps) / n,
-            "env/turns_max": float(max((e.turns for e in eps), default=0)),
-            "env/tool_calls": float(sum(e.tool_calls for e in eps)),
-            "env/tool_errors": float(sum(e.tool_errors for e in eps)),
-            "env/tool_timeouts": float(sum(e.tool_timeouts for e in eps)),
-            "env/tool_outputs_cut": float(sum(e.outputs_cut for e in eps)),
-            "env/model_token_share": model / total if total else 1.0,
-            "env/generation_s": self.generation_seconds,
-            "env/tool_s": self.tool_seconds,
+        counts = {
+            "trajectories": float(len(eps)),
+            "turns": float(sum(e.turns for e in eps)),
+            "turns_max": float(max((e.turns for e in eps), default=0)),
+            "tool_calls": float(sum(e.tool_calls for e in eps)),
+            "tool_errors": float(sum(e.tool_errors for e in eps)),
+            "tool_timeouts": float(sum(e.tool_timeouts for e in eps)),
+            "tool_outputs_cut": float(sum(e.outputs_cut for e in eps)),
+            "model_tokens": float(sum(e.model_tokens for e in eps)),
+            "environment_tokens": float(sum(e.environment_tokens for e in eps)),
+            "generation_s": self.generation_seconds,
+            "tool_s": self.tool_seconds,
         }
         for reason in STOP_REASONS:
-            out[f"env/stop_{reason}"] = float(sum(e.stop == reason for e in eps))
-        return out
+            counts[f"stop_{reason}"] = float(sum(e.stop == reason for e in eps))
+        return counts
+
+    def metrics(self) -> dict[str, float]:
+        return step_metrics([self.counts()])
+
+
+_SUMMED = ("trajectories", "tool_calls", "tool_errors", "tool_timeouts", "tool_outputs_cut") + tuple(
+    f"stop_{reason}" for reason in STOP_REASONS
+)
+
+
+def step_metrics(parts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """A step's ``env/`` metrics from the `counts` of its rollout shards; {} for single-turn runs.
+
+    Counts add up; turns are a mean per trajectory; the model-written share is over all response
+    tokens; times are the slowest shard's (shards run in parallel).
+    """
+    parts = [p for p in parts if p]
+    if not parts:
+        return {}
+    total = {key: sum(p.get(key, 0.0) for p in parts) for key in parts[0]}
+    trajectories = max(total["trajectories"], 1.0)
+    tokens = total["model_tokens"] + total["environment_tokens"]
+    out = {f"env/{key}": total[key] for key in _SUMMED}
+    out.update({
+        "env/turns_mean": total["turns"] / trajectories,
+        "env/turns_max": max(p["turns_max"] for p in parts),
+        "env/model_token_share": total["model_tokens"] / tokens if tokens else 1.0,
+        "env/generation_s": max(p["generation_s"] for p in parts),
+        "env/tool_s": max(p["tool_s"] for p in parts),
+    })
+    return out
