@@ -45,6 +45,7 @@ class RolloutBatch:
     seconds: float  # wall time of sampling
     worker: str = ""  # which rollout worker produced it
     prompt_rows: tuple[int, ...] = ()  # dataset rows of the batch's prompts
+    environment: dict[str, float] = field(default_factory=dict)  # multi-turn counts (envs.episode), {} if single-turn
 
     @property
     def num_response_tokens(self) -> int:

@@ -50,7 +50,7 @@ def build_tool_model(out_dir: Path, steps: int = 600) -> tuple[Path, int]:
     model = build_tiny_model(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=2,
                                            intermediate_size=128), len(tokenizer), seed=0)
     texts = [tokenizer.apply_chat_template(conversation(u), tokenize=False) for u in SCRIPTS]
-    rows = [tokenizer(t)["input_ids"] for t in texts]
+    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]  # as the pipeline encodes
     width = max(map(len, rows))
     ids = torch.full((len(rows), width), tokenizer.pad_token_id)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -75,8 +75,10 @@ def build_tool_model(out_dir: Path, steps: int = 600) -> tuple[Path, int]:
 
 
 def prompt_ids(tokenizer, user: str) -> list[int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
-    return list(tokenizer(text)["input_ids"])
+    """The prompt as the pipeline's data loader encodes it."""
+    from tip_ray.data.prompts import encode_prompt
+
+    return encode_prompt(tokenizer, user, use_chat_template=True)
 
 
 def _train(model, optimizer, ids, mask, labels, scripted, steps) -> int:

@@ -42,7 +42,7 @@ class EnvironmentReport:
     final_texts: tuple[str, ...] = field(default=())
 
     def counts(self) -> dict[str, float]:
-        """Raw sums over the batch; shards of one step add up (`step_metrics`)."""
+        """Raw sums over the batch; shards of one step add up (`environment_step_metrics`)."""
         eps: Sequence[Episode] = self.episodes
         counts = {
             "trajectories": float(len(eps)),
@@ -62,15 +62,15 @@ class EnvironmentReport:
         return counts
 
     def metrics(self) -> dict[str, float]:
-        return step_metrics([self.counts()])
+        return environment_step_metrics([self.counts()])
 
 
-_SUMMED = ("trajectories", "tool_calls", "tool_errors", "tool_timeouts", "tool_outputs_cut") + tuple(
+_SUMMED = ("trajectories", "model_tokens", "environment_tokens", "tool_calls", "tool_errors", "tool_timeouts", "tool_outputs_cut") + tuple(
     f"stop_{reason}" for reason in STOP_REASONS
 )
 
 
-def step_metrics(parts: Sequence[dict[str, float]]) -> dict[str, float]:
+def environment_step_metrics(parts: Sequence[dict[str, float]]) -> dict[str, float]:
     """A step's ``env/`` metrics from the `counts` of its rollout shards; {} for single-turn runs.
 
     Counts add up; turns are a mean per trajectory; the model-written share is over all response

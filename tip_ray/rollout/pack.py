@@ -37,6 +37,7 @@ def pack_rollout(
     texts: Sequence[str],
     seconds: float,
     worker: str = "",
+    environment: dict[str, float] | None = None,
 ) -> RolloutBatch:
     lengths = [len(prompts.prompt_ids[s.prompt_index]) + len(s.response_ids) for s in samples]
     width = max(max(lengths), 1)
@@ -66,4 +67,5 @@ def pack_rollout(
         seconds=seconds,
         worker=worker,
         prompt_rows=prompts.prompt_rows,
+        environment=dict(environment or {}),
     )
