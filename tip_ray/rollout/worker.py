@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from tip_ray.broadcast import GroupAddress
+from tip_ray.envs.build import build_driver
 from tip_ray.records import PromptBatch, RolloutBatch
 from tip_ray.rollout.backend import RolloutBackend, SamplingRequest
 from tip_ray.rollout.pack import pack_rollout
@@ -31,6 +32,7 @@ class RolloutSettings:
     num_threads: int | None = None
     name: str = "rollout-0"
     max_model_len: int | None = None  # prompt + response budget (sizes the vLLM KV cache)
+    environment: object = None  # rollout.environment (config.environment); None or single_turn: one turn
 
 
 def build_backend(settings: RolloutSettings, tokenizer) -> RolloutBackend:
@@ -74,6 +76,7 @@ class RolloutWorker:
         self.backend = build_backend(settings, self.tokenizer)
         self.weights = VersionedWeights(self.backend.load_weights)
         self.calls = 0
+        self.driver = build_driver(settings.environment, self.backend, self.tokenizer)
 
     def sync_counts(self) -> dict[str, int]:
         """How this worker's weights arrived: state dicts loaded vs broadcasts received."""
@@ -95,8 +98,13 @@ class RolloutWorker:
             # runs redo exactly the same rollouts.
             seed=self.settings.seed * 1_000_003 + prompts.batch_id,
         )
-        samples = self.backend.generate(prompts.prompt_ids, request)
-        texts = self.tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
+        environment = None
+        if self.driver is not None:
+            samples, report = self.driver.generate(prompts.prompt_ids, request)
+            texts, environment = list(report.final_texts), report.counts()
+        else:
+            samples = self.backend.generate(prompts.prompt_ids, request)
+            texts = self.tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
         return pack_rollout(
             prompts,
             samples,
@@ -105,6 +113,7 @@ class RolloutWorker:
             texts=texts,
             seconds=time.perf_counter() - start,
             worker=self.settings.name,
+            environment=environment,
         )
 
     def broadcast_ranks(self) -> int:
