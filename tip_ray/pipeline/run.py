@@ -51,6 +51,7 @@ from tip_ray.checkpoint.state import capture_driver_rng, restore_driver_rng
 from tip_ray.config.loader import ConfigError
 from tip_ray.config.schema import PipelineConfig
 from tip_ray.data.prompts import DataPosition, PromptSampler
+from tip_ray.envs.episode import environment_step_metrics
 from tip_ray.pipeline.connect import ray_init
 from tip_ray.pipeline.controller import Controller, StageDied, StageTimeout, shutdown_actors, start_actors
 from tip_ray.pipeline.metrics import MetricsLog, Progress, read_metrics, step_metrics
@@ -476,6 +477,7 @@ class RunSession:
             row["weight_sync"] = "broadcast" if controller.broadcast_weights else "object_store"
             row["weight_sync_seconds"] = sync_seconds
             row.update(self._count_step(result, rollouts, step))
+            row.update(environment_step_metrics([r.environment for r in rollouts]))
             if evaluator is not None and evaluator.due(step + 1, total):
                 row["eval_accuracy"] = self._evaluate(evaluator, weights, step + 1)
             self.metrics.write(row)
