@@ -4,7 +4,9 @@
 
 Sequences are laid out right-padded: row b holds the prompt tokens, then the response tokens,
 then padding. ``response_mask[b, t]`` is True where ``input_ids[b, t]`` is a sampled token; the
-distribution that predicted it sits at position t - 1. Per-token quantities over "response
+distribution that predicted it sits at position t - 1. In a multi-turn trajectory the response
+interleaves model-written tokens with environment tokens (tool output, chat-template glue);
+those are attended to but are not response positions: ``response_mask`` is False there. Per-token quantities over "response
 positions" are flattened row-major over ``response_mask`` (N = response_mask.sum()).
 """
 
@@ -36,13 +38,14 @@ class RolloutBatch:
     policy_version: int  # learner updates applied to the weights that sampled these rows
     input_ids: torch.Tensor  # [B, T] int64, prompt + response, right-padded with pad_token_id
     attention_mask: torch.Tensor  # [B, T] int64, 1 on real tokens
-    response_mask: torch.Tensor  # [B, T] bool, True on sampled tokens
+    response_mask: torch.Tensor  # [B, T] bool, True on sampled (model-written) tokens only
     sampled_logprobs: torch.Tensor  # [B, T] fp32, student log-prob of each sampled token (0 elsewhere)
     prompt_index: torch.Tensor  # [B] int64, index of the row's prompt within the PromptBatch
     response_texts: tuple[str, ...]  # decoded responses, one per row
     seconds: float  # wall time of sampling
     worker: str = ""  # which rollout worker produced it
     prompt_rows: tuple[int, ...] = ()  # dataset rows of the batch's prompts
+    environment: dict[str, float] = field(default_factory=dict)  # multi-turn counts (envs.episode), {} if single-turn
 
     @property
     def num_response_tokens(self) -> int:

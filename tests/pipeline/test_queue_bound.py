@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.conftest import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 from tip_ray.config import load_pipeline
 from tip_ray.config.loader import ConfigError
 

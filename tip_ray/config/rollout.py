@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, field_validator
 
 from tip_ray.config.base import Strict
+from tip_ray.config.environment import EnvironmentConfig, SingleTurnEnvironment
 
 
 class SamplingConfig(Strict):
@@ -78,6 +79,10 @@ class RolloutConfig(Strict):
     prompts_per_step: int = Field(default=8, gt=0, description="Prompts in one update batch.")
     samples_per_prompt: int = Field(default=4, gt=0, description="Responses sampled per prompt.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    environment: EnvironmentConfig = Field(
+        default_factory=SingleTurnEnvironment,
+        description="Single-turn (default) or multi-turn tool calling: `{type: tools, name: <registered environment>}`.",
+    )
     weight_sync: WeightSync = Field(
         default_factory=lambda: AutoSync(type="auto"),
         description="How new weights reach the rollout workers after an update (a bare name, "

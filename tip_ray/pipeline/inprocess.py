@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from tip_ray.envs.episode import environment_step_metrics
 from tip_ray.learner.rank import LearnerRank
 from tip_ray.pipeline.placement import Role, plan_placement
 from tip_ray.pipeline.prepare import PreparedRun
@@ -29,6 +30,7 @@ class InProcessStep:
     num_selected: int
     num_response_tokens: int
     seconds: float
+    environment: dict[str, float]  # env/ metrics of a multi-turn step, {} for single-turn
 
 
 class InProcessLoop:
@@ -64,6 +66,7 @@ class InProcessLoop:
             num_selected=summary.num_selected,
             num_response_tokens=summary.num_response_tokens,
             seconds=time.perf_counter() - start,
+            environment=environment_step_metrics([rollout.environment]),
         )
 
     def close(self) -> None:

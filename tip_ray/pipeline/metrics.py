@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from tip_ray.pipeline.step_row import QuadrantStats, StepCounters, StepRow
 from tip_ray.records import SelectionSummary, StepResult
@@ -28,6 +28,7 @@ def step_metrics(
     weight_sync: str,
     weight_sync_seconds: float,
     counters: StepCounters,
+    environment: Mapping[str, float] | None = None,
 ) -> StepRow:
     n_resp = max(summary.num_response_tokens, 1)
     return StepRow(
@@ -62,6 +63,7 @@ def step_metrics(
         weight_sync=weight_sync,
         weight_sync_seconds=weight_sync_seconds,
         counters=counters,
+        environment=dict(environment or {}),
     )
 
 

@@ -18,7 +18,10 @@ def context_length(prepared: PreparedRun) -> int:
     from tip_ray.models.loading import read_model_config
 
     c = prepared.config
-    budget = c.data.max_prompt_tokens + c.rollout.sampling.max_new_tokens
+    response = c.rollout.sampling.max_new_tokens
+    if c.rollout.environment.type == "tools":  # a trajectory's turns and tool messages together
+        response = max(response, c.rollout.environment.max_total_tokens)
+    budget = c.data.max_prompt_tokens + response
     config = read_model_config(prepared.student_path)
     window = config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
     return min(budget, int(window)) if window else budget

@@ -15,6 +15,7 @@ from tip_ray.pipeline.controller import Controller
 from tip_ray.pipeline.counters import count_step
 from tip_ray.pipeline.evaluation import RunEvaluator, evaluate_bounded
 from tip_ray.pipeline.faults import TooManyBadSteps
+from tip_ray.envs.episode import environment_step_metrics
 from tip_ray.pipeline.metrics import MetricsLog, Progress, step_metrics
 from tip_ray.pipeline.prepare import PreparedRun
 from tip_ray.pipeline.restore import restore
@@ -106,6 +107,7 @@ class RunSession:
                 weight_sync="broadcast" if controller.publisher.broadcast else "object_store",
                 weight_sync_seconds=sync_seconds,
                 counters=count_step(self.training, self.faults, self.prepared.data_report, result, rollouts, step),
+                environment=environment_step_metrics([r.environment for r in rollouts]),
             )
             if evaluator is not None and evaluator.due(step + 1, total):
                 typed = replace(typed, evaluated=True, eval_accuracy=self._evaluate(evaluator, weights, step + 1))

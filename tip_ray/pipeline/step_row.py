@@ -5,7 +5,7 @@ that read them back."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from tip_ray.tip.taxonomy import QUADRANT_STATS, QUADRANTS, quadrant_key
@@ -97,21 +97,24 @@ class StepRow:
     weight_sync: str  # "broadcast" or "object_store"
     weight_sync_seconds: float
     counters: StepCounters
+    environment: Mapping[str, float] = field(default_factory=dict)  # env/ columns of multi-turn steps
     evaluated: bool = False  # the eval_accuracy column is written only after an evaluation
     eval_accuracy: float | None = None  # None: the evaluation timed out
 
     def to_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {}
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.name == "quadrants":
+        for column in fields(self):
+            value = getattr(self, column.name)
+            if column.name == "quadrants":
                 row.update(value.columns())
-            elif field.name == "counters":
+            elif column.name == "counters":
                 row.update(asdict(value))
-            elif field.name == "prompt_rows":
-                row[field.name] = list(value)
-            elif field.name not in ("evaluated", "eval_accuracy"):
-                row[field.name] = value
+            elif column.name == "environment":
+                row.update(value)
+            elif column.name == "prompt_rows":
+                row[column.name] = list(value)
+            elif column.name not in ("evaluated", "eval_accuracy"):
+                row[column.name] = value
         if self.evaluated:
             row["eval_accuracy"] = self.eval_accuracy
         return row

@@ -29,6 +29,9 @@ class Sample:
     prompt_index: int  # which prompt of the request this sample answers
     response_ids: tuple[int, ...]  # sampled tokens, the end-of-sequence token included if emitted
     logprobs: tuple[float, ...]  # log P_student(token) of each sampled token, same length
+    # Multi-turn trajectories interleave environment tokens (tool output, template glue) with the
+    # model's: True where the model wrote the token. None means every response token is sampled.
+    model_written: tuple[bool, ...] | None = None
 
 
 class RolloutBackend(Protocol):

@@ -1,4 +1,9 @@
-"""Pack backend samples into a right-padded RolloutBatch (prompt, then response, then padding)."""
+"""Pack backend samples into a right-padded RolloutBatch (prompt, then response, then padding).
+
+A multi-turn sample's response interleaves model-written and environment tokens; only the
+model-written ones enter ``response_mask``, so nothing downstream scores, selects or trains on
+tool output or template glue.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,19 @@ from tip_ray.records import PromptBatch, RolloutBatch
 from tip_ray.rollout.backend import Sample
 
 
+def written_mask(sample: Sample) -> torch.Tensor:
+    """[r] bool: True where the model wrote the response token (all of them for a single turn)."""
+    r = len(sample.response_ids)
+    if sample.model_written is None:
+        return torch.ones(r, dtype=torch.bool)
+    if len(sample.model_written) != r or len(sample.logprobs) != r:
+        raise ValueError(
+            f"rollout sample of prompt {sample.prompt_index}: {r} response ids, {len(sample.model_written)} "
+            f"model_written flags and {len(sample.logprobs)} log-probs; all three must have the same length"
+        )
+    return torch.tensor(sample.model_written, dtype=torch.bool)
+
+
 def pack_rollout(
     prompts: PromptBatch,
     samples: Sequence[Sample],
@@ -19,6 +37,7 @@ def pack_rollout(
     texts: Sequence[str],
     seconds: float,
     worker: str = "",
+    environment: dict[str, float] | None = None,
 ) -> RolloutBatch:
     lengths = [len(prompts.prompt_ids[s.prompt_index]) + len(s.response_ids) for s in samples]
     width = max(max(lengths), 1)
@@ -34,7 +53,7 @@ def pack_rollout(
         if r:
             input_ids[row, p : p + r] = torch.tensor(sample.response_ids, dtype=torch.long)
             logprobs[row, p : p + r] = torch.tensor(sample.logprobs, dtype=torch.float32)
-            response_mask[row, p : p + r] = True
+            response_mask[row, p : p + r] = written_mask(sample)
         attention[row, : p + r] = 1
     return RolloutBatch(
         batch_id=prompts.batch_id,
@@ -48,4 +67,5 @@ def pack_rollout(
         seconds=seconds,
         worker=worker,
         prompt_rows=prompts.prompt_rows,
+        environment=dict(environment or {}),
     )

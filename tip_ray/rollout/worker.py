@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tip_ray.broadcast import GroupAddress
 from tip_ray.config.rollout import RolloutConfig
+from tip_ray.envs.build import build_driver
 from tip_ray.records import PromptBatch, RolloutBatch
 from tip_ray.rollout.backend import SamplingRequest
 from tip_ray.rollout.backends import build_backend
@@ -41,6 +42,7 @@ class RolloutWorker:
         self.backend = build_backend(settings, self.tokenizer)
         self.weights = VersionedWeights(self.backend.load_weights)
         self.calls = 0
+        self.driver = build_driver(settings.rollout.environment, self.backend, self.tokenizer)
 
     def sync_counts(self) -> dict[str, int]:
         """How this worker's weights arrived: state dicts loaded vs broadcasts received."""
@@ -63,8 +65,13 @@ class RolloutWorker:
             # runs redo exactly the same rollouts.
             seed=self.settings.seed * 1_000_003 + prompts.batch_id,
         )
-        samples = self.backend.generate(prompts.prompt_ids, request)
-        texts = self.tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
+        environment = None
+        if self.driver is not None:
+            samples, report = self.driver.generate(prompts.prompt_ids, request)
+            texts, environment = list(report.final_texts), report.counts()
+        else:
+            samples = self.backend.generate(prompts.prompt_ids, request)
+            texts = self.tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
         return pack_rollout(
             prompts,
             samples,
@@ -73,6 +80,7 @@ class RolloutWorker:
             texts=texts,
             seconds=time.perf_counter() - start,
             worker=self.settings.name,
+            environment=environment,
         )
 
     def broadcast_ranks(self) -> int:

@@ -1,0 +1,65 @@
+"""Environment tokens from the chat template, without re-tokenising the conversation.
+
+The model's own tokens are kept as sampled. What follows a model turn (the template's glue
+after the end-of-turn token, the tool messages, the next assistant header) is rendered by
+applying the template to a fixed two-message conversation with and without the new tool
+messages and keeping the difference: only that delta is tokenised.
+"""
+
+from __future__ import annotations
+
+from tip_ray.envs.base import EnvironmentConfigError
+
+_BASE = ({"role": "user", "content": "?"}, {"role": "assistant", "content": "?"})
+CUT_MARKER = " [cut]"
+
+
+class ChatTemplateError(EnvironmentConfigError):
+    """The tokenizer's chat template cannot render tool messages as a delta."""
+
+
+class ToolMessageRenderer:
+    """Token ids of the environment's part of a turn, and the tool-output limit in tokens."""
+
+    def __init__(self, tokenizer, max_tool_response_tokens: int):
+        if not getattr(tokenizer, "chat_template", None):
+            raise ChatTemplateError(
+                "rollout.environment: tool calling needs a tokenizer with a chat template that has a 'tool' role; "
+                "this tokenizer has no chat template"
+            )
+        self.tokenizer = tokenizer
+        self.max_tool_response_tokens = max_tool_response_tokens
+        end = tokenizer.convert_ids_to_tokens(tokenizer.eos_token_id)
+        base = self._render(list(_BASE), generation_prompt=False)
+        at = base.rfind(end)
+        if at < 0:
+            raise ChatTemplateError(
+                f"rollout.environment: the chat template does not end an assistant turn with the end token {end!r}, "
+                "so the end of a model turn cannot be found; use a template that closes assistant turns with it"
+            )
+        self._base = base
+        self._glue = base[at + len(end):]  # after the model's end token, before the next message
+
+    def _render(self, messages: list[dict], generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+    def delta_ids(self, tool_texts: list[str]) -> list[int]:
+        """Tokens that follow a model turn ending in its end token: the tool messages, then the
+        header of the next assistant turn."""
+        messages = list(_BASE) + [{"role": "tool", "content": text} for text in tool_texts]
+        full = self._render(messages, generation_prompt=True)
+        if not full.startswith(self._base):
+            raise ChatTemplateError(
+                "rollout.environment: the chat template renders earlier messages differently once a tool message "
+                "follows, so tool messages cannot be appended as a delta; use a template whose rendering of a "
+                "conversation is a prefix of its rendering with more messages"
+            )
+        text = self._glue + full[len(self._base):]
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def cut(self, text: str) -> tuple[str, bool]:
+        """`text` within max_tool_response_tokens tokens (then a short marker), and whether it was cut."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= self.max_tool_response_tokens:
+            return text, False
+        return self.tokenizer.decode(ids[: self.max_tool_response_tokens]) + CUT_MARKER, True
