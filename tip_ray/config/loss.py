@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field
 
 from tip_ray.config.base import Strict
+from tip_ray.config.numbers import FieldValueError
 
 
 class _LossCommon(Strict):
@@ -54,8 +55,7 @@ def refuse_stray_beta(value):
     """`beta` beside another loss than jsd was accepted (and ignored) by the old flat loss section;
     say where it belongs instead of only calling it an unknown key."""
     if isinstance(value, dict) and "beta" in value and value.get("type", "reverse_kl") != "jsd":
-        raise ValueError(
-            f"loss.beta is an option of the jsd loss only: write `loss: {{type: jsd, beta: {value['beta']}}}`, "
-            f"or drop beta for loss type {value.get('type', 'reverse_kl')!r}"
-        )
+        raise FieldValueError(
+            f"beta is an option of the jsd loss only: write `loss: {{type: jsd, beta: {value['beta']}}}`, "
+            f"or drop beta for loss type {value.get('type', 'reverse_kl')!r}", field="beta")
     return value

@@ -87,10 +87,10 @@ def refuse_old_backend_spelling(data) -> None:
     backend = data.get("backend")
     if "server" in data:
         raise FieldValueError(
-            "teacher.server is no longer a section of its own: its keys go into the backend, "
+            "no longer a section of its own: its keys go into teacher.backend, "
             "`backend: {type: server, url: http://HOST:PORT, ...}`", field="server")
     if isinstance(backend, str):
         spelled = "{type: server, url: http://HOST:PORT, ...}" if backend == "server" else f"{{type: {backend}}}"
         raise FieldValueError(
-            f"teacher.backend is chosen by type: write `backend: {spelled}` instead of `backend: {backend}`",
+            f"a backend is chosen by type: write `backend: {spelled}` instead of `backend: {backend}`",
             field="backend")
