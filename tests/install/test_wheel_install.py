@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,11 @@ def installed(tmp_path_factory) -> Path:
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
          str(root / "wheel"), str(CHECKOUT)], cwd=root)
     wheel = next((root / "wheel").glob("tip_ray-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        modules = {n for n in archive.namelist() if n.startswith("tip_ray/") and n.endswith(".py")}
+    # An in-tree build reuses build/lib: a module deleted from the tree would linger in the wheel.
+    assert modules == {str(p.relative_to(CHECKOUT)) for p in (CHECKOUT / "tip_ray").rglob("*.py")}, (
+        "the wheel's modules differ from the checkout's: remove the stale build/ folder")
     venv = root / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=root)
     python = venv / "bin" / "python"
