@@ -1,4 +1,4 @@
-"""A tiny model that writes tool calls (trained once per session, a few seconds)."""
+"""A tiny model that writes tool calls (trained once per test run, a few seconds)."""
 
 from __future__ import annotations
 

@@ -231,3 +231,18 @@ def test_real_model_ids_and_logprobs_survive_turn_by_turn(tokenizer):
                 assert recorded == pytest.approx(float(logprobs[p + offset - 1, token]), abs=1e-4)
             else:
                 assert recorded == 0.0
+
+
+@pytest.mark.parametrize("template, message", [
+    (None, "has no chat template"),
+    (TEMPLATE.replace("T:{{ m['content'] }}|", ""), "drops messages of the 'tool' role"),
+    (TEMPLATE.replace("<eos>|", "|"), "does not end an assistant turn with the end token '<eos>'"),
+    ("{% for m in messages %}{% if loop.last %}[{{ m['content'] }}]{% else %}{{ m['content'] }}<eos>{% endif %}"
+     "{% endfor %}", "cannot be appended as a delta"),
+])
+def test_templates_that_cannot_carry_tool_messages_are_refused_at_start(template, message):
+    from tip_ray.envs.template import ChatTemplateError
+
+    tokenizer = build_char_tokenizer(chat_template=template)
+    with pytest.raises(ChatTemplateError, match=message):
+        MultiTurnDriver(ReplaySampler(tokenizer), tokenizer, Environment("test", TOOLS), limits())

@@ -39,6 +39,12 @@ class ToolMessageRenderer:
             )
         self._base = base
         self._glue = base[at + len(end):]  # after the model's end token, before the next message
+        probe = "tool-answer-probe"
+        if probe not in self._delta_text([probe]):
+            raise ChatTemplateError(
+                "rollout.environment: the chat template drops messages of the 'tool' role, so the model would "
+                "never see a tool's answer; use a template that renders tool messages"
+            )
 
     def _render(self, messages: list[dict], generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
@@ -46,6 +52,9 @@ class ToolMessageRenderer:
     def delta_ids(self, tool_texts: list[str]) -> list[int]:
         """Tokens that follow a model turn ending in its end token: the tool messages, then the
         header of the next assistant turn."""
+        return list(self.tokenizer(self._delta_text(tool_texts), add_special_tokens=False)["input_ids"])
+
+    def _delta_text(self, tool_texts: list[str]) -> str:
         messages = list(_BASE) + [{"role": "tool", "content": text} for text in tool_texts]
         full = self._render(messages, generation_prompt=True)
         if not full.startswith(self._base):
@@ -54,8 +63,7 @@ class ToolMessageRenderer:
                 "follows, so tool messages cannot be appended as a delta; use a template whose rendering of a "
                 "conversation is a prefix of its rendering with more messages"
             )
-        text = self._glue + full[len(self._base):]
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self._glue + full[len(self._base):]
 
     def cut(self, text: str) -> tuple[str, bool]:
         """`text` within max_tool_response_tokens tokens (then a short marker), and whether it was cut."""
