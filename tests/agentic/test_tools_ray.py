@@ -9,7 +9,7 @@ import math
 import pytest
 import yaml
 
-from tip_ray.pipeline.tiny import tiny_pipeline_doc
+from tests.pipeline_doc import tiny_pipeline_doc
 
 
 @pytest.mark.slow  # a Ray run with multi-turn rollouts: about a minute on 2 loaded cores
@@ -18,7 +18,7 @@ def test_a_tools_run_on_ray_writes_environment_metrics(ray_local, tool_model, tm
     from tip_ray.models.loading import load_tokenizer
     from tip_ray.models.tiny import DEFAULT_TEACHER_SPEC, TinyPair, build_tiny_model, save_model
     from tip_ray.pipeline.metrics import read_metrics
-    from tip_ray.pipeline.run import run_pipeline
+    from tip_ray.pipeline.supervisor import run_pipeline
 
     tokenizer = load_tokenizer(str(tool_model))
     teacher = save_model(build_tiny_model(DEFAULT_TEACHER_SPEC, len(tokenizer), seed=1), tokenizer, tmp_path / "teacher")
