@@ -60,6 +60,39 @@ def engine(tool_folder, tool_tokenizer):
     backend.close()
 
 
+def test_the_rollout_worker_runs_a_tools_environment_on_vllm_with_prefix_caching(tool_folder, tool_tokenizer):
+    """`rollout.backend.type: vllm` with `environment.type: tools`, as a pipeline builds it (runs
+    before the module's engine starts: one in-process engine at a time)."""
+    from tip_ray.config.environment import ToolEnvironmentConfig
+    from tip_ray.config.rollout import RolloutConfig, SamplingConfig, VLLMRollout
+    from tip_ray.records import PromptBatch
+    from tip_ray.rollout.worker import RolloutSettings, RolloutWorker
+    from tip_ray.weights import WeightVersion
+
+    environment = ToolEnvironmentConfig(type="tools", name="calculator", max_turns=4, max_tool_response_tokens=64,
+                                        max_total_tokens=200)
+    rollout = RolloutConfig(backend=VLLMRollout(type="vllm"), samples_per_prompt=1, environment=environment,
+                            sampling=SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=80))
+    worker = RolloutWorker(RolloutSettings(model_path=tool_folder, rollout=rollout, seed=0, dtype="float32",
+                                           max_model_len=512))
+    try:
+        assert worker.backend.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching
+        prompts = tuple(tuple(prompt_ids(tool_tokenizer, u)) for u in ("add", "hi"))
+        batch = PromptBatch(batch_id=0, prompt_ids=prompts, answers=(None, None), data_positions=((0, 0), (0, 1)),
+                            prompt_rows=(0, 1))
+        out = worker.generate(batch, WeightVersion(version=0))
+        assert out.environment["tool_calls"] == 1 and out.environment["turns"] == 3
+        assert out.environment["stop_answered"] == 2
+        assert int(out.response_mask.sum()) == out.environment["model_tokens"]
+        assert list(out.response_texts) == ["5", "hello"]  # each trajectory's final answer
+        row = out.input_ids[0, : int(out.attention_mask[0].sum())].tolist()
+        environment_ids = [t for t, written in zip(row[len(prompts[0]):], out.response_mask[0, len(prompts[0]):])
+                           if not written]
+        assert tool_tokenizer.decode(environment_ids) == "|T:5|A:"
+    finally:
+        worker.backend.close()
+
+
 def _model_runs(tokenizer, sample) -> list[str]:
     """The model-written stretches of a trajectory, decoded (one per turn)."""
     runs, current = [], []
