@@ -146,6 +146,8 @@ def test_greedy_tool_trajectory_is_the_scripted_one_and_matches_hugging_face(eng
 
     # Turn 2 resends turn 1's whole context as ids (prompt, call, tool answer, header).
     assert engine.prompt_tokens - before[0] == sum(map(len, prompts)) + len(prompts[0]) + len(add.response_ids) - 2
+    assert counts["prompt_tokens"] == engine.prompt_tokens - before[0]
+    assert counts["cached_prompt_tokens"] == engine.cached_prompt_tokens - before[1]
 
     # The same driver over Hugging Face generate writes exactly the same ids.
     hf = HFGenerateBackend(load_causal_lm(tool_folder, dtype="float32"), tool_tokenizer.eos_token_id,
@@ -176,6 +178,21 @@ def test_a_resent_conversation_hits_the_prefix_cache_and_samples_the_same(engine
     assert engine.cached_prompt_tokens == before  # nothing cached after the reset
     assert fresh.response_ids == cached_run.response_ids
     assert torch.allclose(torch.tensor(fresh.logprobs), torch.tensor(cached_run.logprobs), atol=LOGPROB_ATOL)
+
+
+def test_the_driver_reports_the_prefix_cached_share(engine, tool_tokenizer):
+    """env/prefix_cached_share: a batch whose long prompt the engine has seen comes from the cache."""
+    block = engine.llm.llm_engine.vllm_config.cache_config.block_size
+    gen = torch.Generator().manual_seed(5)
+    context = [torch.randint(3, len(tool_tokenizer), (block + 20,), generator=gen).tolist()]
+    driver = MultiTurnDriver(engine, tool_tokenizer, calculator_environment(), LIMITS)
+    request = SamplingRequest(temperature=0.0, top_p=1.0, max_new_tokens=4, n=1, seed=0)
+    _, first = driver.generate(context, request)
+    _, second = driver.generate(context, request)
+    assert first.prompt_tokens == second.prompt_tokens >= block + 20
+    assert second.cached_prompt_tokens >= block > first.cached_prompt_tokens
+    share = second.metrics()["env/prefix_cached_share"]
+    assert share == pytest.approx(second.cached_prompt_tokens / second.prompt_tokens) and share > 0.5
 
 
 def test_sampled_logprobs_match_a_float64_forward_over_the_final_trajectory(engine, tool_folder, tool_tokenizer):
