@@ -55,6 +55,7 @@ class MultiTurnDriver:
         """n trajectories per prompt, grouped by prompt like `RolloutBackend.generate`."""
         states = [_Trajectory(i, tuple(p)) for i, p in enumerate(prompts) for _ in range(request.n)]
         generation_s = tool_s = 0.0
+        sent_before, cached_before = self._prompt_counts()
         for turn in range(self.limits.max_turns):
             active = [s for s in states if not s.episode.stop]
             if not active:
@@ -72,9 +73,15 @@ class MultiTurnDriver:
                    model_written=tuple(s.written))
             for s in states
         ]
+        sent, cached = self._prompt_counts()
         report = EnvironmentReport(episodes=tuple(s.episode for s in states), generation_seconds=generation_s,
-                                   tool_seconds=tool_s, final_texts=tuple(s.last_text for s in states))
+                                   tool_seconds=tool_s, final_texts=tuple(s.last_text for s in states),
+                                   prompt_tokens=sent - sent_before, cached_prompt_tokens=cached - cached_before)
         return samples, report
+
+    def _prompt_counts(self) -> tuple[int, int]:
+        """The backend's running counts of prompt tokens sent and found in its prefix cache (vLLM)."""
+        return int(getattr(self.backend, "prompt_tokens", 0)), int(getattr(self.backend, "cached_prompt_tokens", 0))
 
     def _sample_turn(self, active: list[_Trajectory], request: SamplingRequest, turn: int) -> None:
         limits = self.limits

@@ -40,6 +40,10 @@ class EnvironmentReport:
     generation_seconds: float
     tool_seconds: float  # wall time of the concurrent tool rounds
     final_texts: tuple[str, ...] = field(default=())
+    # Prompt tokens sent to the backend over all turns, and those it found in its prefix cache
+    # (backends that count them: vLLM; 0 otherwise).
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
 
     def counts(self) -> dict[str, float]:
         """Raw sums over the batch; shards of one step add up (`environment_step_metrics`)."""
@@ -56,6 +60,8 @@ class EnvironmentReport:
             "environment_tokens": float(sum(e.environment_tokens for e in eps)),
             "generation_s": self.generation_seconds,
             "tool_s": self.tool_seconds,
+            "prompt_tokens": float(self.prompt_tokens),
+            "cached_prompt_tokens": float(self.cached_prompt_tokens),
         }
         for reason in STOP_REASONS:
             counts[f"stop_{reason}"] = float(sum(e.stop == reason for e in eps))
@@ -74,7 +80,8 @@ def environment_step_metrics(parts: Sequence[dict[str, float]]) -> dict[str, flo
     """A step's ``env/`` metrics from the `counts` of its rollout shards; {} for single-turn runs.
 
     Counts add up; turns are a mean per trajectory; the model-written share is over all response
-    tokens; times are the slowest shard's (shards run in parallel).
+    tokens; the prefix-cached share is over all prompt tokens sent, turn by turn; times are the
+    slowest shard's (shards run in parallel).
     """
     parts = [p for p in parts if p]
     if not parts:
@@ -90,4 +97,7 @@ def environment_step_metrics(parts: Sequence[dict[str, float]]) -> dict[str, flo
         "env/generation_s": max(p["generation_s"] for p in parts),
         "env/tool_s": max(p["tool_s"] for p in parts),
     })
+    prompt_tokens = total.get("prompt_tokens", 0.0)
+    if prompt_tokens:  # only backends that report their prefix cache
+        out["env/prefix_cached_share"] = total.get("cached_prompt_tokens", 0.0) / prompt_tokens
     return out

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from tip_ray.envs.base import EnvironmentConfigError
 
-_BASE = ({"role": "user", "content": "?"}, {"role": "assistant", "content": "?"})
+_USER = {"role": "user", "content": "?"}
+# The fixed model turn the delta is rendered after. Thinking templates (Qwen3's) render the last
+# assistant turn with an empty <think></think> block added but an earlier one without it, unless
+# the turn has reasoning of its own: a turn that carries a reasoning block renders the same both
+# ways, as the model's own thinking turns do.
+_ASSISTANT_TURNS = ("?", "<think>\n?\n</think>\n\n?")
 CUT_MARKER = " [cut]"
 
 
@@ -30,16 +35,21 @@ class ToolMessageRenderer:
         self.tokenizer = tokenizer
         self.max_tool_response_tokens = max_tool_response_tokens
         end = tokenizer.convert_ids_to_tokens(tokenizer.eos_token_id)
-        base = self._render(list(_BASE), generation_prompt=False)
-        at = base.rfind(end)
-        if at < 0:
-            raise ChatTemplateError(
-                f"rollout.environment: the chat template does not end an assistant turn with the end token {end!r}, "
-                "so the end of a model turn cannot be found; use a template that closes assistant turns with it"
-            )
-        self._base = base
-        self._glue = base[at + len(end):]  # after the model's end token, before the next message
         probe = "tool-answer-probe"
+        for turn in _ASSISTANT_TURNS:
+            self._messages = [_USER, {"role": "assistant", "content": turn}]
+            base = self._render(self._messages, generation_prompt=False)
+            at = base.rfind(end)
+            if at < 0:
+                raise ChatTemplateError(
+                    f"rollout.environment: the chat template does not end an assistant turn with the end token "
+                    f"{end!r}, so the end of a model turn cannot be found; use a template that closes assistant "
+                    "turns with it"
+                )
+            self._base = base
+            self._glue = base[at + len(end):]  # after the model's end token, before the next message
+            if self._renders_as_prefix([probe]):
+                break
         if probe not in self._delta_text([probe]):
             raise ChatTemplateError(
                 "rollout.environment: the chat template drops messages of the 'tool' role, so the model would "
@@ -54,9 +64,15 @@ class ToolMessageRenderer:
         header of the next assistant turn."""
         return list(self.tokenizer(self._delta_text(tool_texts), add_special_tokens=False)["input_ids"])
 
+    def _renders_as_prefix(self, tool_texts: list[str]) -> bool:
+        return self._render_with(tool_texts).startswith(self._base)
+
+    def _render_with(self, tool_texts: list[str]) -> str:
+        messages = self._messages + [{"role": "tool", "content": text} for text in tool_texts]
+        return self._render(messages, generation_prompt=True)
+
     def _delta_text(self, tool_texts: list[str]) -> str:
-        messages = list(_BASE) + [{"role": "tool", "content": text} for text in tool_texts]
-        full = self._render(messages, generation_prompt=True)
+        full = self._render_with(tool_texts)
         if not full.startswith(self._base):
             raise ChatTemplateError(
                 "rollout.environment: the chat template renders earlier messages differently once a tool message "

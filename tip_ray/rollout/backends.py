@@ -30,7 +30,9 @@ def _build_vllm(backend: VLLMRollout, settings, tokenizer) -> RolloutBackend:
     from tip_ray.rollout.vllm_backend import VLLMBackend
 
     # The engine runs in the learner's dtype and keeps the actor's thread budget; its context
-    # is the run's prompt + response budget, not the model's full window.
+    # is the run's prompt + response budget, not the model's full window. Multi-turn rollouts
+    # resend each conversation every turn: prefix caching turns that into work on the new tokens.
+    multi_turn = settings.rollout.environment.type != "single_turn"
     return VLLMBackend(
         settings.model_path,
         tokenizer=tokenizer,
@@ -43,6 +45,7 @@ def _build_vllm(backend: VLLMRollout, settings, tokenizer) -> RolloutBackend:
         kv_cache_space_gib=backend.kv_cache_space_gib,
         enforce_eager=backend.enforce_eager,
         sleep_when_idle=backend.sleep_when_idle,
+        prefix_caching=True if multi_turn else None,
     )
 
 

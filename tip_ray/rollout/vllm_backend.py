@@ -59,6 +59,7 @@ class VLLMBackend:
         max_num_seqs: int = 256,
         sleep_when_idle: bool = False,
         num_threads: int | None = None,
+        prefix_caching: bool | None = None,
     ):
         import_vllm()
         config = read_config(model_path)
@@ -81,12 +82,17 @@ class VLLMBackend:
             max_logprobs=1,
             enable_sleep_mode=sleep_when_idle,
             num_threads=num_threads,
+            enable_prefix_caching=prefix_caching,
         )
         tokenizer_path = None if own_tokenizer else getattr(tokenizer, "name_or_path", None)
         self.llm = build_engine(model_path, self.options, tokenizer_path=tokenizer_path)
         self.sleep_when_idle = sleep_when_idle and not on_cpu_build()
         self.asleep = False
         self.sync_seconds = 0.0  # time of the last weight sync
+        # Prompt tokens sent and those whose KV blocks the engine found in its prefix cache
+        # (cumulative; a multi-turn rollout resends each conversation every turn).
+        self.prompt_tokens = 0
+        self.cached_prompt_tokens = 0
 
     # ------------------------------------------------------------------ sampling
 
@@ -137,6 +143,8 @@ class VLLMBackend:
                 f"x {request.n}: {type(exc).__name__}: {exc}"
             ) from exc
         samples: list[Sample] = []
+        self.prompt_tokens += sum(len(p) for p in prompts)
+        self.cached_prompt_tokens += sum(int(o.num_cached_tokens or 0) for o in outputs)
         for prompt_index, output in enumerate(outputs):
             completions = sorted(output.outputs, key=lambda c: c.index)
             if request.temperature == 0.0:

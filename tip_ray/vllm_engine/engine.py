@@ -116,6 +116,9 @@ class EngineOptions:
     max_logprobs: int = 20  # largest k a request may ask for
     enable_sleep_mode: bool = False  # CUDA only: sleep()/wake_up() free and refill GPU memory
     num_threads: int | None = None  # CPU builds: torch threads of the engine
+    # Reuse the KV blocks of a prompt's already-computed prefix (multi-turn rollouts resend the
+    # whole conversation each turn). None keeps vLLM's default for the model and platform.
+    enable_prefix_caching: bool | None = None
 
 
 def build_engine(model_path: str, options: EngineOptions, *, tokenizer_path: str | None = None,
@@ -143,6 +146,8 @@ def build_engine(model_path: str, options: EngineOptions, *, tokenizer_path: str
     )
     if options.max_model_len is not None:
         kwargs["max_model_len"] = options.max_model_len
+    if options.enable_prefix_caching is not None:
+        kwargs["enable_prefix_caching"] = options.enable_prefix_caching
     if with_extension:
         kwargs["worker_extension_cls"] = EXTENSION_QUALNAME
     backend = _executor_backend(options.tensor_parallel_size)
