@@ -15,9 +15,9 @@ from tip_ray.errors import TipRayError
 
 def _project_error_classes() -> list[type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
+    # Every module, the vLLM ones included: they import vllm only inside functions
+    # (tests/test_structure.py), so they load without it.
     for info in pkgutil.walk_packages(tip_ray.__path__, "tip_ray."):
-        if "vllm" in info.name:
-            continue  # imports vllm lazily, but its module is tested in the vllm suite
         module = importlib.import_module(info.name)
         for value in vars(module).values():
             if (
@@ -29,7 +29,15 @@ def _project_error_classes() -> list[type[BaseException]]:
     return [found[name] for name in sorted(found)]
 
 
-@pytest.mark.parametrize("cls", _project_error_classes(), ids=lambda c: c.__name__)
+PROJECT_ERRORS = _project_error_classes()
+
+
+def test_the_search_reaches_the_vllm_modules():
+    names = {f"{cls.__module__}.{cls.__name__}" for cls in PROJECT_ERRORS}
+    assert {"tip_ray.vllm_engine.engine.VLLMEngineError", "tip_ray.vllm_engine.tokenizer_check.TokenizerMismatchError"} <= names
+
+
+@pytest.mark.parametrize("cls", PROJECT_ERRORS, ids=lambda c: c.__name__)
 def test_every_project_error_derives_from_the_base(cls):
     assert issubclass(cls, TipRayError), f"{cls.__module__}.{cls.__name__} is not a TipRayError"
 

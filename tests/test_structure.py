@@ -221,3 +221,18 @@ def test_stages_never_import_each_other():
         f"stage packages import each other: {sideways}; move what they share to a neutral "
         f"package (scoring/, vllm_engine/, models/) instead"
     )
+
+
+# Who may import the demo bootstrap (tip_ray.demo): the commands that run the demo, and the demo
+# model source of the pipeline. The core it builds on (models/, eval/, tasks/, data/) never does.
+DEMO_IMPORTERS = {"tip_ray.commands.demo", "tip_ray.commands.sweep", "tip_ray.pipeline.demo_source"}
+
+
+def test_only_the_demo_runners_and_its_model_source_import_the_demo():
+    importers = {module for module, targets in import_graph(top_level_only=False).items()
+                 if not module.startswith("tip_ray.demo") and any(t.startswith("tip_ray.demo") for t in targets)}
+    assert importers <= DEMO_IMPORTERS, (
+        f"{sorted(importers - DEMO_IMPORTERS)} import tip_ray.demo; the core must not depend on the demo: "
+        f"reach the demo models through tip_ray.pipeline.demo_source"
+    )
+    assert set(DEMO_IMPORTERS) <= set(MODULES), "DEMO_IMPORTERS names a module that no longer exists"

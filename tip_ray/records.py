@@ -26,7 +26,6 @@ class PromptBatch:
     batch_id: int  # the training step that consumes this batch
     prompt_ids: tuple[tuple[int, ...], ...]  # token ids of each prompt (chat template applied)
     answers: tuple[str | None, ...]  # reference answers, for accuracy metrics
-    data_positions: tuple[tuple[int, int], ...]  # (epoch, index in the epoch order) per prompt
     prompt_rows: tuple[int, ...]  # dataset row of each prompt
 
 
@@ -39,11 +38,9 @@ class RolloutBatch:
     input_ids: torch.Tensor  # [B, T] int64, prompt + response, right-padded with pad_token_id
     attention_mask: torch.Tensor  # [B, T] int64, 1 on real tokens
     response_mask: torch.Tensor  # [B, T] bool, True on sampled (model-written) tokens only
-    sampled_logprobs: torch.Tensor  # [B, T] fp32, student log-prob of each sampled token (0 elsewhere)
     prompt_index: torch.Tensor  # [B] int64, index of the row's prompt within the PromptBatch
     response_texts: tuple[str, ...]  # decoded responses, one per row
     seconds: float  # wall time of sampling
-    worker: str = ""  # which rollout worker produced it
     prompt_rows: tuple[int, ...] = ()  # dataset rows of the batch's prompts
     environment: dict[str, float] = field(default_factory=dict)  # multi-turn counts (envs.episode), {} if single-turn
 
@@ -93,8 +90,6 @@ class SelectedBatch:
     teacher: TeacherSignal  # rows aligned with `positions`
     teacher_sampled_logprobs: torch.Tensor  # [N_sel] fp32
     summary: SelectionSummary
-    prompt_rows: tuple[int, ...]  # dataset rows of the prompts (to audit "trained exactly once")
-    num_response_tokens: int = 0
 
     @property
     def num_selected(self) -> int:
@@ -119,8 +114,6 @@ class SelectedBatch:
             teacher=index_signal(self.teacher, idx),
             teacher_sampled_logprobs=self.teacher_sampled_logprobs[idx],
             summary=self.summary,
-            prompt_rows=self.prompt_rows,
-            num_response_tokens=self.num_response_tokens,
         )
 
 

@@ -34,7 +34,7 @@ def multi_turn_batch(vocab_size: int, seed: int = 0) -> tuple[RolloutBatch, list
         samples.append(Sample(prompt_index=index, response_ids=tuple(tokens), logprobs=tuple(logprobs),
                               model_written=tuple(written) if len(layout) > 1 else None))
     batch = PromptBatch(batch_id=0, prompt_ids=prompts, answers=(None,) * 3,
-                        data_positions=tuple((0, i) for i in range(3)), prompt_rows=(0, 1, 2))
+                        prompt_rows=(0, 1, 2))
     rollout = pack_rollout(batch, samples, policy_version=0, pad_token_id=0, texts=("",) * 3, seconds=0.0)
     return rollout, samples
 

@@ -87,7 +87,7 @@ def test_pack_refuses_flags_of_another_length():
     from tip_ray.rollout.pack import pack_rollout
 
     bad = Sample(prompt_index=0, response_ids=(5, 6, 7), logprobs=(0.0, 0.0, 0.0), model_written=(True, False))
-    prompts = PromptBatch(batch_id=0, prompt_ids=((4,),), answers=(None,), data_positions=((0, 0),), prompt_rows=(0,))
+    prompts = PromptBatch(batch_id=0, prompt_ids=((4,),), answers=(None,), prompt_rows=(0,))
     with pytest.raises(ValueError, match="3 response ids, 2 model_written flags"):
         pack_rollout(prompts, [bad], policy_version=0, pad_token_id=0, texts=("",), seconds=0.0)
 
@@ -170,7 +170,7 @@ def test_selector_figures_count_model_written_tokens_only(selector, scored_full,
     assert torch.equal(selected.input_ids, rollout.input_ids)
     assert torch.equal(selected.sampled_tokens, rollout.input_ids[rows, cols])
     n_model = int(model.sum())
-    assert summary.num_response_tokens == selected.num_response_tokens == n_model
+    assert summary.num_response_tokens == selected.summary.num_response_tokens == n_model
     teacher_lp, student_lp = reference
     p = student_lp.exp()
     entropy = -(p * student_lp).sum(-1) / torch.log(torch.tensor(float(student_lp.shape[1]), dtype=torch.float64))

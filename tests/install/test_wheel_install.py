@@ -84,3 +84,27 @@ def test_a_pipeline_with_includes_runs_from_another_folder(installed, tmp_path, 
     resolved = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
     assert resolved["selection"]["rule"] == {**resolved["selection"]["rule"], "type": "soft_or", "ratio": 0.5}
     assert not (CHECKOUT / "runs" / "outside").exists()
+
+
+def test_the_demo_runs_from_another_folder(installed, tmp_path):
+    """`tip-ray demo` from the wheel, shortened to two updates and a small evaluation. The demo
+    models come from the user cache (~/.cache/tip-ray/demo-v1); where they are not built yet, the
+    command builds them first (about 4 minutes on 2 CPU cores), hence the long limit."""
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    before = set((CHECKOUT / "runs").glob("demo-*")) if (CHECKOUT / "runs").is_dir() else set()
+    short = ["train.steps=2", "eval.every_steps=2", "eval.num_problems=16", "checkpoint.every_steps=2"]
+    done = run([str(installed / "tip-ray"), "demo", *[a for s in short for a in ("--set", s)]], cwd=cwd, timeout=1500)
+    run_dirs = list((cwd / "runs").glob("demo-*"))
+    assert len(run_dirs) == 1, f"expected one run folder under {cwd / 'runs'}: {run_dirs}"
+    run_dir = run_dirs[0]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    assert [row["step"] for row in rows] == [1, 2]
+    table = done.stdout[done.stdout.index("teacher accuracy"):]
+    for name in ("student accuracy before", "student accuracy after", "tokens trained on", "peak learner memory"):
+        assert name in table, f"{name!r} missing from the demo's table:\n{table}"
+    assert "not evaluated" not in table  # evaluated before the first and after the last update
+    folder_line = next(line for line in table.splitlines() if line.strip().startswith("run folder"))
+    assert Path(folder_line.split()[-1]).resolve() == run_dir.resolve()
+    after = set((CHECKOUT / "runs").glob("demo-*")) if (CHECKOUT / "runs").is_dir() else set()
+    assert after == before, "the demo wrote into the checkout"

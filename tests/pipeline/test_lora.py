@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from tests.pipeline_doc import tiny_pipeline_doc
-from tests.pipeline.test_learner_group import fixed_batch, start_group, stop_group  # noqa: F401
+from tests.pipeline.test_learner_group import fixed_batch, start_group, stop_group  # noqa: F401 (fixed_batch: a fixture)
 from tip_ray.config import load_pipeline
 from tip_ray.errors import TipRayError
 from tip_ray.learner.lora import LoraSettings, add_adapters, merge_adapters

@@ -16,7 +16,7 @@ PAD = 7
 
 def prompt_batch(prompts, rows) -> PromptBatch:
     return PromptBatch(batch_id=3, prompt_ids=tuple(tuple(p) for p in prompts), answers=tuple("" for _ in prompts),
-                       data_positions=tuple((0, r) for r in rows), prompt_rows=tuple(rows))
+                       prompt_rows=tuple(rows))
 
 
 def scored(prompts, rows, samples) -> ScoredBatch:

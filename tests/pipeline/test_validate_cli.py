@@ -32,6 +32,20 @@ def test_uncached_hub_models_are_reported_unchecked(tiny_pair, demo_prompts, tmp
     assert "models.teacher: hub model 'tip-ray-tests/no-such-teacher'" in out and "--strict" in out
 
 
+
+def test_demo_models_not_built_are_reported_unchecked_without_a_bootstrap(tiny_pair, demo_prompts, tmp_path,
+                                                                          capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))  # no demo models cached
+    doc = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run")
+    doc["models"] = {"student": {"type": "demo", "role": "student"}, "teacher": {"type": "demo", "role": "teacher"}}
+    code = main(["validate", write(tmp_path, doc)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "unchecked: models.student: the demo models are not built yet" in out
+    assert "models.teacher: the demo models are not built yet" in out
+    assert not (tmp_path / "empty-cache" / "tip-ray").exists()  # checking never starts the bootstrap
+
+
 def test_real_errors_still_fail_offline(tiny_pair, demo_prompts, tmp_path, capsys):
     doc = hub_doc(tiny_pair, demo_prompts, tmp_path)
     doc["data"]["path"] = str(tmp_path / "missing.jsonl")

@@ -114,7 +114,7 @@ def test_minus_infinity_is_a_valid_teacher_logprob():
         batch_id=0, policy_version=0, input_ids=torch.zeros(1, 4, dtype=torch.long),
         attention_mask=torch.ones(1, 4, dtype=torch.long), positions=torch.tensor([[0, 1], [0, 2], [0, 3]]),
         weights=torch.ones(3), sampled_tokens=torch.tensor([1, 2, 3]), teacher=FullLogProbs(logprobs=logprobs),
-        teacher_sampled_logprobs=logprobs[:, 1], summary=summary, prompt_rows=(0,),
+        teacher_sampled_logprobs=logprobs[:, 1], summary=summary,
     )
     assert count_nonfinite_inputs(batch) == 0
     logprobs[1, 4] = math.inf
@@ -130,7 +130,7 @@ def test_zero_token_responses_train(stages):
     result = learner.train_step(some_empty)
     assert not result.skipped and math.isfinite(result.loss) and result.loss > 0
     all_empty = selected_for(stages, [(), ()])
-    assert all_empty.num_selected == 0 and all_empty.num_response_tokens == 0
+    assert all_empty.num_selected == 0 and all_empty.summary.num_response_tokens == 0
     result = learner.train_step(all_empty)
     assert not result.skipped and result.loss == 0.0
 

@@ -3,8 +3,6 @@ aggregates over seeds."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
 

@@ -72,7 +72,6 @@ def _rollout(tokenizer, seed=0):
             tokens = torch.randint(3, vocab, (length,), generator=gen).tolist()
             samples.append(Sample(prompt_index=i, response_ids=tuple(tokens), logprobs=(-1.0,) * length))
     batch = PromptBatch(batch_id=7, prompt_ids=tuple(tuple(p) for p in prompts), answers=(None,) * len(prompts),
-                        data_positions=tuple((0, i) for i in range(len(prompts))),
                         prompt_rows=tuple(range(len(prompts))))
     return pack_rollout(batch, samples, policy_version=0, pad_token_id=0, texts=("",) * len(samples), seconds=0.0)
 

@@ -49,7 +49,6 @@ def _rollout(prompt_ids, vocab_size: int, seed: int = 0):
         batch_id=3,
         prompt_ids=tuple(tuple(p) for p in prompt_ids),
         answers=(None,) * len(prompt_ids),
-        data_positions=tuple((0, i) for i in range(len(prompt_ids))),
         prompt_rows=tuple(range(len(prompt_ids))),
     )
     return pack_rollout(prompts, samples, policy_version=0, pad_token_id=0,

@@ -62,7 +62,7 @@ def make_batch(sizes: Sizes, ratio: float, device: torch.device, seed: int = 0) 
         sampled_tokens=input_ids[positions[:, 0], positions[:, 1]].to(device),
         teacher=TeacherHidden((torch.randn(count, width, generator=g) * 2.0).to(torch.bfloat16).to(device)),
         teacher_sampled_logprobs=torch.zeros(count, device=device),
-        summary=summary, prompt_rows=tuple(range(rows)), num_response_tokens=rows * response,
+        summary=summary,
     )
 
 

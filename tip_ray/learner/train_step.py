@@ -136,5 +136,4 @@ def _zero_weight_like(batch: SelectedBatch) -> SelectedBatch:
         attention_mask=one.attention_mask, positions=one.positions[:1], weights=torch.zeros(1, device=one.weights.device),
         sampled_tokens=one.sampled_tokens[:1], teacher=index_signal(one.teacher, idx),
         teacher_sampled_logprobs=one.teacher_sampled_logprobs[:1], summary=one.summary,
-        prompt_rows=one.prompt_rows, num_response_tokens=one.num_response_tokens,
     )

@@ -1,4 +1,4 @@
-"""Resolve the built model sources (the demo models, GGUF files, pruned students) to cached model folders.
+"""Resolve the built model sources (GGUF files, pruned students) to cached model folders.
 
 Called from prepare (tip_ray.pipeline.prepare.resolve_model_path) before any actor starts, so a
 bad file, a layer list the model does not have or a missing package fails there; a folder once
@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from tip_ray.config.model_sources import GGUFModel, PrunedModel
-from tip_ray.config.models import DemoModel
 from tip_ray.models.cache import build_threads, cache_base, cached_build, file_sha256, record_key, torch_threads
 
 # Bumped when pruning or healing changes what it writes, so old cached students are rebuilt.
@@ -110,25 +109,9 @@ def resolve_pruned(source: PrunedModel, where: str, resolve: Callable[[Any, str]
     return str(folder)
 
 
-def resolve_demo(source: DemoModel) -> str:
-    """One of the two demo models, trained on first use and cached (tip_ray.demo.bootstrap)."""
-    from tip_ray.demo.bootstrap import ensure_demo_models
-
-    models = ensure_demo_models()
-    return str(models.teacher_path if source.role == "teacher" else models.student_path)
-
-
-def demo_models_built() -> bool:
-    """Whether the demo models are cached already (checking so never starts the bootstrap)."""
-    from tip_ray.demo.bootstrap import cached_demo_models
-
-    return cached_demo_models() is not None
-
-
-def resolve_derived(source: DemoModel | GGUFModel | PrunedModel, where: str, resolve: Callable[[Any, str], str]) -> str:
-    """The model folder for a demo, GGUF or pruned source; ``resolve`` resolves a pruned model's base."""
-    if isinstance(source, DemoModel):
-        return resolve_demo(source)
+def resolve_derived(source: GGUFModel | PrunedModel, where: str, resolve: Callable[[Any, str], str]) -> str:
+    """The model folder for a GGUF or pruned source; ``resolve`` resolves a pruned model's base
+    (any source, the demo models included: the pipeline passes its own resolver)."""
     if isinstance(source, GGUFModel):
         return resolve_gguf(source, where)
     return resolve_pruned(source, where, resolve)

@@ -12,7 +12,6 @@ def make_prompt_batch(sampler: PromptSampler, batch_id: int, size: int) -> Promp
         batch_id=batch_id,
         prompt_ids=tuple(p.ids for _, p in picked),
         answers=tuple(p.answer for _, p in picked),
-        data_positions=tuple((pos.epoch, pos.index) for pos, _ in picked),
         prompt_rows=tuple(p.row for _, p in picked),
     )
 
@@ -29,7 +28,6 @@ def split_prompts(batch: PromptBatch, parts: int) -> list[PromptBatch]:
                     batch_id=batch.batch_id,
                     prompt_ids=batch.prompt_ids[lo:hi],
                     answers=batch.answers[lo:hi],
-                    data_positions=batch.data_positions[lo:hi],
                     prompt_rows=batch.prompt_rows[lo:hi],
                 )
             )

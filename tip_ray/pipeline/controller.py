@@ -81,7 +81,9 @@ class Controller:
         self.lag = config.train.max_policy_lag
         self.timeout = config.train.stage_timeout_s
         self.queue: deque[InFlight] = deque()  # launched, not yet consumed; at most lag + 1
-        self.positions: dict[int, DataPosition] = {}  # batch id -> data position of its first prompt
+        # Batch id -> the sampler's position before that batch: kept for the batches not yet
+        # trained (a checkpoint after update s resumes from batch s), at most lag + 1 entries.
+        self.positions: dict[int, DataPosition] = {}
         # Versions that launched or yet unlaunched batches need; 0 is the model folder's weights.
         self.weights_cache: dict[int, WeightVersion] = {0: WeightVersion(version=0)}
         self.next_launch = 0
@@ -121,6 +123,8 @@ class Controller:
         seconds = time.perf_counter() - start
         for old in [v for v in self.weights_cache if v < version - self.lag]:
             del self.weights_cache[old]
+        for trained in [b for b in self.positions if b < version]:
+            del self.positions[trained]
         self.launch_until(version + 1 + self.lag)
         return weights, seconds
 

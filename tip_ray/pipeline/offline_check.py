@@ -37,7 +37,7 @@ def model_sources(config: PipelineConfig) -> list[tuple[str, object]]:
 
 def unchecked_offline(config: PipelineConfig) -> list[Unchecked]:
     """The parts of `config` that only a download (or a 5-minute bootstrap) could check."""
-    from tip_ray.models.sources import demo_models_built
+    from tip_ray.pipeline.demo_source import demo_models_built
 
     gaps = []
     for key, source in model_sources(config):

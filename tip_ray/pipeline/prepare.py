@@ -54,7 +54,11 @@ def resolve_model_path(source: Any, where: str) -> str:
                 raise ConfigError(f"{where}: hub model {source.name!r} is not in the local Hugging Face "
                                   f"cache and HF_HUB_OFFLINE=1 forbids fetching it") from None
             raise ConfigError(f"{where}: cannot fetch hub model {source.name!r}: {exc}") from None
-    if isinstance(source, (DemoModel, GGUFModel, PrunedModel)):
+    if isinstance(source, DemoModel):
+        from tip_ray.pipeline.demo_source import resolve_demo
+
+        return resolve_demo(source)
+    if isinstance(source, (GGUFModel, PrunedModel)):
         from tip_ray.models.sources import resolve_derived
 
         return resolve_derived(source, where, resolve_model_path)

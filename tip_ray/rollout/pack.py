@@ -36,7 +36,6 @@ def pack_rollout(
     pad_token_id: int,
     texts: Sequence[str],
     seconds: float,
-    worker: str = "",
     environment: dict[str, float] | None = None,
 ) -> RolloutBatch:
     lengths = [len(prompts.prompt_ids[s.prompt_index]) + len(s.response_ids) for s in samples]
@@ -45,14 +44,12 @@ def pack_rollout(
     input_ids = torch.full((rows, width), pad_token_id, dtype=torch.long)
     attention = torch.zeros((rows, width), dtype=torch.long)
     response_mask = torch.zeros((rows, width), dtype=torch.bool)
-    logprobs = torch.zeros((rows, width), dtype=torch.float32)
     for row, sample in enumerate(samples):
         prompt = prompts.prompt_ids[sample.prompt_index]
         p, r = len(prompt), len(sample.response_ids)
         input_ids[row, :p] = torch.tensor(prompt, dtype=torch.long)
         if r:
             input_ids[row, p : p + r] = torch.tensor(sample.response_ids, dtype=torch.long)
-            logprobs[row, p : p + r] = torch.tensor(sample.logprobs, dtype=torch.float32)
             response_mask[row, p : p + r] = written_mask(sample)
         attention[row, : p + r] = 1
     return RolloutBatch(
@@ -61,11 +58,9 @@ def pack_rollout(
         input_ids=input_ids,
         attention_mask=attention,
         response_mask=response_mask,
-        sampled_logprobs=logprobs,
         prompt_index=torch.tensor([s.prompt_index for s in samples], dtype=torch.long),
         response_texts=tuple(texts),
         seconds=seconds,
-        worker=worker,
         prompt_rows=prompts.prompt_rows,
         environment=dict(environment or {}),
     )

@@ -79,7 +79,6 @@ class RolloutWorker:
             pad_token_id=self.tokenizer.pad_token_id,
             texts=texts,
             seconds=time.perf_counter() - start,
-            worker=self.settings.name,
             environment=environment,
         )
 

@@ -30,11 +30,9 @@ def merge_scored(shards: Sequence[ScoredBatch]) -> ScoredBatch:
         input_ids=torch.cat([pad(r.input_ids, pad_id) for r in rollouts]),
         attention_mask=torch.cat([pad(r.attention_mask, 0) for r in rollouts]),
         response_mask=torch.cat([pad(r.response_mask, False) for r in rollouts]),
-        sampled_logprobs=torch.cat([pad(r.sampled_logprobs, 0.0) for r in rollouts]),
         prompt_index=torch.cat([r.prompt_index + offset for r, offset in zip(rollouts, _offsets(rollouts))]),
         response_texts=tuple(t for r in rollouts for t in r.response_texts),
         seconds=max(r.seconds for r in rollouts),
-        worker=",".join(r.worker for r in rollouts),
         prompt_rows=tuple(row for r in rollouts for row in r.prompt_rows),
     )
     return ScoredBatch(

@@ -158,8 +158,6 @@ class Selector:
             teacher=index_signal(scored.teacher, rows_in_signal),
             teacher_sampled_logprobs=scored.teacher_sampled_logprobs[rows_in_signal],
             summary=summary,
-            prompt_rows=rollout.prompt_rows,
-            num_response_tokens=n_resp,
         )
         return selected, summary
 
