@@ -67,7 +67,6 @@ def main() -> None:
         prompt = tuple(prompt_ids(tokenizer, "add"))
         request = SamplingRequest(temperature=0.0, top_p=1.0, max_new_tokens=80, n=1, seed=0)
         batch = PromptBatch(batch_id=0, prompt_ids=(prompt,) * args.trajectories, answers=(None,) * args.trajectories,
-                            data_positions=tuple((0, i) for i in range(args.trajectories)),
                             prompt_rows=tuple(range(args.trajectories)))
 
         best = None

@@ -78,8 +78,7 @@ def test_the_rollout_worker_runs_a_tools_environment_on_vllm_with_prefix_caching
     try:
         assert worker.backend.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching
         prompts = tuple(tuple(prompt_ids(tool_tokenizer, u)) for u in ("add", "hi"))
-        batch = PromptBatch(batch_id=0, prompt_ids=prompts, answers=(None, None), data_positions=((0, 0), (0, 1)),
-                            prompt_rows=(0, 1))
+        batch = PromptBatch(batch_id=0, prompt_ids=prompts, answers=(None, None), prompt_rows=(0, 1))
         out = worker.generate(batch, WeightVersion(version=0))
         assert out.environment["tool_calls"] == 1 and out.environment["turns"] == 3
         assert out.environment["stop_answered"] == 2
