@@ -12,20 +12,13 @@ import time
 import pytest
 import torch
 
+from tests.agentic.tool_model import CHAT_TEMPLATE, model_runs
 from tip_ray.envs.base import Environment
 from tip_ray.envs.driver import MultiTurnDriver
 from tip_ray.envs.episode import ToolLimits
 from tip_ray.models.tiny import build_char_tokenizer
 from tip_ray.rollout.backend import Sample, SamplingRequest
 
-TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m['role'] == 'user' %}U:{{ m['content'] }}|"
-    "{% elif m['role'] == 'assistant' %}A:{{ m['content'] }}<eos>|"
-    "{% elif m['role'] == 'tool' %}T:{{ m['content'] }}|"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}A:{% endif %}"
-)
 ADD = '<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}}</tool_call>'
 SCRIPTS = {
     "add": [ADD, "5"],
@@ -56,7 +49,7 @@ TOOLS = {
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_char_tokenizer(chat_template=TEMPLATE)
+    return build_char_tokenizer(chat_template=CHAT_TEMPLATE)
 
 
 class ReplaySampler:
@@ -98,20 +91,6 @@ def run(tokenizer, users, n=1, max_new_tokens=200, **limit_overrides):
 def prompt(tokenizer, user: str) -> list[int]:
     return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=True,
                                          add_generation_prompt=True, return_dict=True)["input_ids"]
-
-
-def model_text(tokenizer, sample) -> list[str]:
-    """The model-written runs of a response, decoded."""
-    runs, current = [], []
-    for token, written in zip(sample.response_ids, sample.model_written):
-        if written:
-            current.append(token)
-        elif current:
-            runs.append(current)
-            current = []
-    if current:
-        runs.append(current)
-    return [tokenizer.decode(r, skip_special_tokens=True) for r in runs]
 
 
 def env_text(tokenizer, sample) -> str:
@@ -178,7 +157,7 @@ def test_tool_failures_are_told_to_the_model_and_counted(tokenizer, user, counte
     _, (sample,), report = run(tokenizer, [user], tool_timeout_s=0.3)
     assert time.perf_counter() - start < 5.0
     assert seen in env_text(tokenizer, sample)
-    assert model_text(tokenizer, sample)[-1] == "sorry"  # the run went on to the next turn
+    assert model_runs(tokenizer, sample)[-1] == "sorry"  # the run went on to the next turn
     episode = report.episodes[0]
     assert (episode.turns, episode.tool_calls, getattr(episode, counter), episode.stop) == (2, 1, 1, "answered")
     assert report.metrics()[f"env/{counter}"] == 1
@@ -188,7 +167,7 @@ def test_oversized_tool_output_is_cut_in_tokens(tokenizer):
     _, (sample,), report = run(tokenizer, ["big"], max_tool_response_tokens=16)
     assert env_text(tokenizer, sample) == "|T:" + "x" * 16 + " [cut]|A:"
     assert report.episodes[0].outputs_cut == 1 and report.metrics()["env/tool_outputs_cut"] == 1
-    assert model_text(tokenizer, sample)[-1] == "ok"
+    assert model_runs(tokenizer, sample)[-1] == "ok"
 
 
 def test_tool_calls_of_a_batch_run_concurrently(tokenizer):
@@ -196,7 +175,7 @@ def test_tool_calls_of_a_batch_run_concurrently(tokenizer):
     _, samples, report = run(tokenizer, ["nap"], n=n)
     assert report.metrics()["env/tool_calls"] == n
     assert report.tool_seconds < 2 * NAP_S, f"{n} naps of {NAP_S} s took {report.tool_seconds:.2f} s"
-    assert all(model_text(tokenizer, s)[-1] == "ok" for s in samples)
+    assert all(model_runs(tokenizer, s)[-1] == "ok" for s in samples)
 
 
 def test_trajectories_of_a_batch_end_independently(tokenizer):
@@ -235,8 +214,8 @@ def test_real_model_ids_and_logprobs_survive_turn_by_turn(tokenizer):
 
 @pytest.mark.parametrize("template, message", [
     (None, "has no chat template"),
-    (TEMPLATE.replace("T:{{ m['content'] }}|", ""), "drops messages of the 'tool' role"),
-    (TEMPLATE.replace("<eos>|", "|"), "does not end an assistant turn with the end token '<eos>'"),
+    (CHAT_TEMPLATE.replace("T:{{ m['content'] }}|", ""), "drops messages of the 'tool' role"),
+    (CHAT_TEMPLATE.replace("<eos>|", "|"), "does not end an assistant turn with the end token '<eos>'"),
     ("{% for m in messages %}{% if loop.last %}[{{ m['content'] }}]{% else %}{{ m['content'] }}<eos>{% endif %}"
      "{% endfor %}", "cannot be appended as a delta"),
 ])

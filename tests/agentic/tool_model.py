@@ -95,3 +95,17 @@ def _train(model, optimizer, ids, mask, labels, scripted, steps) -> int:
                 if int(wrong) == 0:
                     return step + 1
     return steps
+
+
+def model_runs(tokenizer, sample) -> list[str]:
+    """The model-written stretches of a trajectory, decoded (one per turn)."""
+    runs, current = [], []
+    for token, written in zip(sample.response_ids, sample.model_written):
+        if written:
+            current.append(token)
+        elif current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    return [tokenizer.decode(r, skip_special_tokens=True) for r in runs]

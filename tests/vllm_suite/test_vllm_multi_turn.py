@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.agentic.tool_model import build_tool_model, prompt_ids
+from tests.agentic.tool_model import build_tool_model, model_runs, prompt_ids
 from tests.vllm_suite.conftest import reference_logprobs, require_vllm
 from tip_ray.envs.calculator import calculator_environment
 from tip_ray.envs.driver import MultiTurnDriver
@@ -92,20 +92,6 @@ def test_the_rollout_worker_runs_a_tools_environment_on_vllm_with_prefix_caching
         worker.backend.close()
 
 
-def _model_runs(tokenizer, sample) -> list[str]:
-    """The model-written stretches of a trajectory, decoded (one per turn)."""
-    runs, current = [], []
-    for token, written in zip(sample.response_ids, sample.model_written):
-        if written:
-            current.append(token)
-        elif current:
-            runs.append(current)
-            current = []
-    if current:
-        runs.append(current)
-    return [tokenizer.decode(r, skip_special_tokens=True) for r in runs]
-
-
 def _run(backend, tokenizer, users, request):
     driver = MultiTurnDriver(backend, tokenizer, calculator_environment(), LIMITS)
     prompts = [prompt_ids(tokenizer, u) for u in users]
@@ -123,7 +109,7 @@ def test_greedy_tool_trajectory_is_the_scripted_one_and_matches_hugging_face(eng
     prompts, samples, report = _run(engine, tool_tokenizer, users, greedy)
 
     for user, sample in zip(users, samples):
-        assert _model_runs(tool_tokenizer, sample) == EXPECTED_MODEL_TURNS[user]
+        assert model_runs(tool_tokenizer, sample) == EXPECTED_MODEL_TURNS[user]
         assert len(sample.model_written) == len(sample.response_ids) == len(sample.logprobs)
         # Environment positions carry no log-prob; each model turn ends with the end token.
         assert all(lp == 0.0 for lp, w in zip(sample.logprobs, sample.model_written) if not w)
