@@ -27,7 +27,7 @@ def quiet_progress_bars() -> Iterator[None]:
 def export_hf(state_dict: Mapping[str, torch.Tensor], base_model_path: str, out_dir: str | Path) -> Path:
     """Save `state_dict` with the config and tokenizer of `base_model_path`, atomically: the
     folder appears under its final name only once complete."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from tip_ray.models.state_dict import load_full_state_dict
 
@@ -40,6 +40,14 @@ def export_hf(state_dict: Mapping[str, torch.Tensor], base_model_path: str, out_
     load_full_state_dict(model, state_dict)
     with quiet_progress_bars():  # a per-shard bar would cut into the run's own progress line
         model.save_pretrained(tmp, safe_serialization=True)
+    return publish_with_tokenizer(tmp, out, base_model_path)
+
+
+def publish_with_tokenizer(tmp: Path, out: Path, base_model_path: str) -> Path:
+    """Add the base model's tokenizer to the folder written at `tmp`, then put it in place of `out`
+    (readers see the old folder or the whole new one, never a half-written one)."""
+    from transformers import AutoTokenizer
+
     AutoTokenizer.from_pretrained(base_model_path).save_pretrained(tmp)
     if out.exists():
         shutil.rmtree(out)

@@ -3,7 +3,6 @@ adapter_model.safetensors), loadable with `PeftModel.from_pretrained(base, folde
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Mapping
@@ -18,9 +17,9 @@ def export_adapter(adapters: Mapping[str, torch.Tensor], settings: LoraSettings,
     """Save `adapters` (the learner's adapter tensors, keyed as in the adapted model) with peft's
     own writer, atomically: the folder appears under its final name only once complete."""
     from peft import get_peft_model
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from tip_ray.learner.export import quiet_progress_bars
+    from tip_ray.learner.export import publish_with_tokenizer, quiet_progress_bars
 
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
@@ -40,8 +39,4 @@ def export_adapter(adapters: Mapping[str, torch.Tensor], settings: LoraSettings,
     peft_model.peft_config["default"].base_model_name_or_path = str(base_model_path)
     with quiet_progress_bars():
         peft_model.save_pretrained(tmp, safe_serialization=True)
-    AutoTokenizer.from_pretrained(base_model_path).save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    return publish_with_tokenizer(tmp, out, base_model_path)
