@@ -24,7 +24,15 @@ def _calculator() -> Environment:
     return calculator_environment()
 
 
-BUILTIN: dict[str, Callable[[], Environment]] = {"single_turn": _single_turn, "calculator": _calculator}
+def _prices() -> Environment:
+    from tip_ray.tasks.prices import prices_environment
+
+    return prices_environment()
+
+
+BUILTIN: dict[str, Callable[[], Environment]] = {
+    "single_turn": _single_turn, "calculator": _calculator, "prices": _prices,
+}
 
 
 def _installed() -> dict[str, object]:

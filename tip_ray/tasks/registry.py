@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tip_ray.errors import TipRayError
-from tip_ray.tasks import arithmetic
+from tip_ray.tasks import arithmetic, prices
 
 
 class UnknownTask(TipRayError, ValueError):
@@ -33,6 +33,8 @@ class Task:
     """Seed of the held-out evaluation split (differs from the training split's)."""
     eval_size: int
     """Problems in the held-out evaluation split."""
+    environment: str | None = None
+    """The tool environment (tip_ray.envs.registry) the task's problems need; None: single-turn."""
 
     def grade_all(self, responses: Sequence[str], golds: Sequence[str]) -> list[bool]:
         """One grade per response (the evaluation's grader interface)."""
@@ -51,6 +53,15 @@ TASKS: dict[str, Task] = {
         grade=arithmetic.grade,
         eval_seed=arithmetic.EVAL_SEED,
         eval_size=arithmetic.EVAL_SIZE,
+    ),
+    "prices": Task(
+        name="prices",
+        make_dataset=prices.make_dataset,
+        format_prompt=_row_prompt,
+        grade=prices.grade,
+        eval_seed=prices.EVAL_SEED,
+        eval_size=prices.EVAL_SIZE,
+        environment="prices",
     ),
 }
 
