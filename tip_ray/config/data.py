@@ -49,7 +49,11 @@ class HubData(_DataCommon):
 
 class DemoData(_DataCommon):
     type: Literal["demo"]
-    num_problems: int = Field(default=4096, gt=0, description="Generated arithmetic problems.")
+    task: Literal["arithmetic", "prices"] = Field(
+        default="arithmetic",
+        description="The generated task: arithmetic (the demo's) or prices (needs the prices tool environment).",
+    )
+    num_problems: int = Field(default=4096, gt=0, description="Generated problems.")
     seed: int = Field(default=1234, description="Seed of the generated problems.")
 
 

@@ -12,8 +12,9 @@ from tip_ray.config.base import Strict
 class EvalConfig(Strict):
     every_steps: int = Field(default=0, ge=0, description="0 = no evaluation inside the run.")
     at_start: bool = Field(default=False, description="Evaluate before the first update.")
-    benchmark: Literal["demo", "math500", "aime24", "aime25"] = Field(
-        default="demo", description="Which benchmark: the built-in task or a math benchmark."
+    benchmark: Literal["demo", "prices", "math500", "aime24", "aime25"] = Field(
+        default="demo",
+        description="Which benchmark: a built-in task (demo: arithmetic; prices: the tool task) or a math benchmark.",
     )
     path: str | None = Field(
         default=None, description="Local JSONL file (or folder holding it) of a math benchmark."

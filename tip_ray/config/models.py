@@ -31,6 +31,10 @@ class DemoModel(Strict):
 
     type: Literal["demo"]
     role: Literal["teacher", "student"] = Field(description="Which of the two demo models.")
+    task: Literal["arithmetic", "prices"] = Field(
+        default="arithmetic",
+        description="arithmetic: the demo pair; prices: the pair taught to call the prices tool (tip-ray demo --task prices).",
+    )
 
 
 ModelSource = Annotated[

@@ -49,14 +49,29 @@ class PipelineConfig(Strict):
     def _loss_options_in_place(cls, value):
         return refuse_stray_beta(value)
 
+    def _tool_task_has_its_tools(self, needs_eval) -> None:
+        """The prices task cannot be solved without its tool: refuse a run that would not offer it."""
+        environment = self.rollout.environment
+        offered = getattr(environment, "name", None)
+        for place, wanted in (("data.task", getattr(self.data, "task", None)),
+                              ("eval.benchmark", self.eval.benchmark if needs_eval else None)):
+            if wanted == "prices" and offered != "prices":
+                raise ValueError(
+                    f"{place} 'prices' needs its tool: set rollout.environment to "
+                    f"{{type: tools, name: prices}} (it is {environment.type!r}"
+                    f"{f' named {offered!r}' if offered else ''})"
+                )
+
     @model_validator(mode="after")
     def _cross_checks(self) -> "PipelineConfig":
         needs_eval = self.eval.every_steps or self.eval.at_start
-        if needs_eval and self.eval.benchmark != "demo" and not (self.eval.path or self.eval.hf_dataset):
+        generated = ("demo", "prices")
+        if needs_eval and self.eval.benchmark not in generated and not (self.eval.path or self.eval.hf_dataset):
             raise ValueError(
                 f"eval.benchmark {self.eval.benchmark!r} needs eval.path (a local JSONL file) "
                 f"or eval.hf_dataset"
             )
+        self._tool_task_has_its_tools(needs_eval)
         backend = self.rollout.backend
         if backend.type == "vllm" and backend.tensor_parallel_size > 1 and self.cluster.pools is not None:
             gpus, _ = self.cluster.role_resources("rollout")

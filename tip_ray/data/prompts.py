@@ -169,9 +169,9 @@ def _read_hub(source: HubData, report: ReadReport) -> list[PromptRow]:
 
 
 def _read_demo(source: DemoData, report: ReadReport) -> list[PromptRow]:
-    from tip_ray.tasks.registry import DEMO_TASK, get_task
+    from tip_ray.tasks.registry import get_task
 
-    task = get_task(DEMO_TASK)
+    task = get_task(source.task)
     problems = task.make_dataset(source.num_problems, source.seed)
     return [PromptRow(row=i, prompt=task.format_prompt(p), answer=p["answer"]) for i, p in enumerate(problems)]
 

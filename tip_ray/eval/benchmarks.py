@@ -54,6 +54,7 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
     "aime24": BenchmarkInfo("aime24", "aime24.jsonl", "HuggingFaceH4/aime_2024", "train"),
     "aime25": BenchmarkInfo("aime25", "aime25.jsonl", "yentinglin/aime_2025", "train"),
     "demo": BenchmarkInfo("demo", None, None, None, task=DEMO_TASK),
+    "prices": BenchmarkInfo("prices", None, None, None, task="prices"),
 }
 
 

@@ -44,7 +44,7 @@ def unchecked_offline(config: PipelineConfig) -> list[Unchecked]:
         if isinstance(source, HubModel) and not _hub_model_cached(source):
             gaps.append(Unchecked(key, f"hub model {source.name!r} is not in the local Hugging Face cache "
                                        f"(validate does not download it; --strict does)"))
-        elif isinstance(source, DemoModel) and not demo_models_built():
+        elif isinstance(source, DemoModel) and not demo_models_built(source.task):
             gaps.append(Unchecked(key, "the demo models are not built yet (the first `tip-ray demo` or "
                                        "run builds them; --strict does now)"))
     if config.data.type == "hub":

@@ -11,9 +11,9 @@ from tip_ray.records import PromptBatch
 def train_accuracy_fn(config: PipelineConfig) -> Callable[[str, str], bool] | None:
     """Cheap exact grader of training responses; only generated tasks have one."""
     if config.data.type == "demo":
-        from tip_ray.tasks.registry import DEMO_TASK, get_task
+        from tip_ray.tasks.registry import get_task
 
-        return get_task(DEMO_TASK).grade
+        return get_task(config.data.task).grade
     return None
 
 
