@@ -97,14 +97,19 @@ class RolloutWorker:
 
     def complete(self, prompts: list[str], *, n: int, temperature: float, max_new_tokens: int,
                  seed: int, weights: WeightVersion, use_chat_template: bool = True) -> list[list[str]]:
-        """For evaluation: n decoded responses per text prompt, with the given weights."""
+        """For evaluation: n decoded responses per text prompt, with the given weights (in a tool
+        environment, each episode's last model turn)."""
         from tip_ray.data.prompts import encode_prompt
 
         self.weights.ensure(weights)
         ids = [encode_prompt(self.tokenizer, text, use_chat_template) for text in prompts]
         request = SamplingRequest(temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, n=n, seed=seed)
-        samples = self.backend.generate(ids, request)
-        texts = self.tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
+        if self.driver is not None:  # a tool environment: the episode runs, its final answer is graded
+            samples, report = self.driver.generate(ids, request)
+            texts = list(report.final_texts)
+        else:
+            samples = self.backend.generate(ids, request)
+            texts = self.tokenizer.batch_decode([s.response_ids for s in samples], skip_special_tokens=True)
         grouped: list[list[str]] = [[] for _ in prompts]
         for sample, text in zip(samples, texts):
             grouped[sample.prompt_index].append(text)
