@@ -61,7 +61,9 @@ def test_paired_table_compares_within_each_seed():
     lines = paired_table(group(records, ["all", "half"]), "all", start=0.5)
     # Seed 2 has no baseline run: left out. Δ = -0.02, +0.01; gain share (0.745 - 0.5) / (0.75 - 0.5).
     m, sd = mean_std([-0.02, 0.01])
-    assert lines[2] == f"| half | 50% | -0.020 (s0) / +0.010 (s1) | {m:+.3f} ± {sd:.3f} | 98% |"
+    se = (((-0.02 - m) ** 2 + (0.01 - m) ** 2) / 1) ** 0.5 / 2 ** 0.5  # sample std / sqrt(pairs)
+    assert f"{se:.3f}" == "0.015"
+    assert lines[2] == f"| half | 50% | -0.020 (s0) / +0.010 (s1) | {m:+.3f} ± {sd:.3f} | 0.015 | 98% |"
     assert paired_table(group(records, ["all", "half"]), "missing", start=None) == []
 
 

@@ -40,9 +40,9 @@ def paired_table(groups: dict[str, list[RunRecord]], baseline: str, start: float
     if not base:
         return []
     base_mean = statistics.fmean(base.values())
-    header = f"| variant | tokens | Δ accuracy vs {baseline} (per seed) | mean Δ ± std |"
+    header = f"| variant | tokens | Δ accuracy vs {baseline} (per seed) | mean Δ ± std | standard error of mean Δ |"
     lines = [header + (" share of the gain |" if start is not None else ""),
-             "|---|---|---|---|" + ("---|" if start is not None else "")]
+             "|---|---|---|---|---|" + ("---|" if start is not None else "")]
     for label, runs in groups.items():
         if label == baseline:
             continue
@@ -53,7 +53,8 @@ def paired_table(groups: dict[str, list[RunRecord]], baseline: str, start: float
         mean, sd = mean_std([d for _, d in pairs])
         share, _ = mean_std([r.tokens_trained / max(r.response_tokens, 1) for r in runs])
         per_seed = " / ".join(f"{d:+.3f} (s{seed})" for seed, d in pairs)
-        row = f"| {label} | {share:.0%} | {per_seed} | {mean:+.3f} ± {sd:.3f} |"
+        standard_error = sd / len(pairs) ** 0.5 if len(pairs) > 1 else float("nan")
+        row = f"| {label} | {share:.0%} | {per_seed} | {mean:+.3f} ± {sd:.3f} | {_num(standard_error)} |"
         if start is not None:
             gained = statistics.fmean(base[s] + d for s, d in pairs) - start
             row += f" {gained / (base_mean - start):.0%} |" if base_mean != start else " — |"
