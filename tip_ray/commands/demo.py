@@ -10,8 +10,12 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="bootstrap the demo models (cached) and run the demo distillation")
+    p.add_argument("--task", default="arithmetic", choices=["arithmetic", "prices"],
+                   help="arithmetic: the demo; prices: the agentic demo, where the models call a price-lookup "
+                        "tool (pipelines/demo_tools.yaml)")
     p.add_argument("--pipeline", default=None,
-                   help="demo pipeline YAML (default: the shipped pipelines/demo.yaml)")
+                   help="demo pipeline YAML (default: the shipped pipelines/demo.yaml, or demo_tools.yaml "
+                        "with --task prices)")
     p.add_argument("--run-dir", default=None,
                    help="run folder (default: a new runs/demo-<date>-<time> under the working directory, "
                         "so each demo starts fresh; "
@@ -25,14 +29,21 @@ def handle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tip_ray.commands.run import load_with_overrides
-    from tip_ray.demo.bootstrap import ensure_demo_models
-
     start = time.perf_counter()
     from tip_ray.config.shipped import shipped_root
 
-    config = load_with_overrides(args.pipeline or str(shipped_root() / "pipelines" / "demo.yaml"), args.set)
+    tools = args.task == "prices"
+    default = "demo_tools.yaml" if tools else "demo.yaml"
+    config = load_with_overrides(args.pipeline or str(shipped_root() / "pipelines" / default), args.set)
     print("[1/2] demo models: teacher and student (trained on first use, then cached)", flush=True)
-    models = ensure_demo_models(progress=True)
+    if tools:
+        from tip_ray.demo.tools_bootstrap import ensure_tools_models
+
+        models = ensure_tools_models(progress=True)
+    else:
+        from tip_ray.demo.bootstrap import ensure_demo_models
+
+        models = ensure_demo_models(progress=True)
     print(
         f"      teacher {models.teacher_path} (accuracy {models.teacher_accuracy:.1%}), "
         f"student {models.student_path} (accuracy {models.student_accuracy:.1%})",
@@ -43,7 +54,7 @@ def handle(args: argparse.Namespace) -> int:
     from tip_ray.pipeline.supervisor import run_pipeline
 
     # A demo starts over each time: a fixed folder would silently resume the last demo's final step.
-    run_dir = args.run_dir or str(Path.cwd() / "runs" / time.strftime("demo-%Y%m%d-%H%M%S"))
+    run_dir = args.run_dir or str(Path.cwd() / "runs" / time.strftime(f"{config.name}-%Y%m%d-%H%M%S"))
     summary = run_pipeline(config, run_dir=run_dir)
     evals = dict(summary.evals)
     before = evals.get(0)

@@ -34,12 +34,14 @@ def handle(args: argparse.Namespace) -> int:
     notes = ""
     start_accuracy = None
     models = None
-    demo_student = loaded.base.models.student.type == "demo"
+    student = loaded.base.models.student
+    demo_student = student.type == "demo"
     if demo_student:
-        from tip_ray.demo.bootstrap import DEFAULT_RECIPE, cached_demo_models, ensure_demo_models
+        from tip_ray.demo.bootstrap import DEFAULT_RECIPE
+        from tip_ray.pipeline.demo_source import demo_pair
 
         # Rewriting a report must not start a 5-minute bootstrap: it reads the cache or goes without.
-        models = cached_demo_models() if args.report_only else ensure_demo_models(progress=False)
+        models = demo_pair(student.task, build=not args.report_only)
         if models is None:
             print("demo models are not cached for this recipe: the token map and the start accuracy are "
                   "left out of the report (run `tip-ray demo` or the sweep to build them)", file=sys.stderr)
