@@ -64,10 +64,35 @@ def _from_pretrained(loader, what: str, location: str, **kwargs):
         raise FileNotFoundError(f"{location}: cannot load the {what} from the Hugging Face hub ({hint}): {exc}") from None
 
 
-def load_tokenizer(path_or_name: str):
-    from transformers import AutoTokenizer
+# tokenizer_config.json class names meaning "exactly the pipeline in tokenizer.json".
+GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
 
-    tokenizer = _from_pretrained(AutoTokenizer, "tokenizer", _existing_folder_or_name(path_or_name))
+
+def _names_generic_fast_class(location: str) -> bool:
+    """A local folder whose tokenizer_config.json names the generic fast class, with a tokenizer.json."""
+    if _is_hub_name(location):
+        return False
+    folder = Path(location).expanduser()
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (folder / "tokenizer.json").is_file() and config.get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES
+
+
+def load_tokenizer(path_or_name: str):
+    """The folder's tokenizer, with pad set to eos when it has none.
+
+    A folder that names the generic fast class is loaded with that class: transformers 5's
+    AutoTokenizer overrides the named class for some model types (qwen2 among them) with the
+    family's own class, which rebuilds the pre-tokenizer and decoder instead of reading
+    tokenizer.json, and a character tokenizer loaded that way drops spaces and newlines.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    location = _existing_folder_or_name(path_or_name)
+    loader = PreTrainedTokenizerFast if _names_generic_fast_class(location) else AutoTokenizer
+    tokenizer = _from_pretrained(loader, "tokenizer", location)
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
