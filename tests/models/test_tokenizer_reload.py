@@ -7,6 +7,7 @@ tokenizer dropped spaces and newlines. load_tokenizer loads the class the folder
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,19 @@ def test_demo_models_cached_before_the_fix_load_right(member):
     for text in ("1234+987=", "4+7+0=11,3+8+1=12 #### 2221"):
         assert tokenizer(text)["input_ids"] == reference.encode(text).ids
         assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
+
+
+def test_an_exported_model_folder_keeps_the_tokenizer_as_it_was(tmp_path):
+    """The learner's Hugging Face export (final_model/) copies the student's tokenizer: it
+    loads back the same, under the same class name (it was rebuilt as Qwen2Tokenizer before)."""
+    from tip_ray.learner.export import export_hf
+    from tip_ray.models.loading import load_causal_lm
+
+    original, student = _saved(tmp_path, "qwen2")
+    out = export_hf(load_causal_lm(str(student)).state_dict(), str(student), tmp_path / "final_model")
+    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+    reloaded = load_tokenizer(str(out))
+    for text in TEXTS:
+        assert reloaded(text)["input_ids"] == original(text)["input_ids"]
+        assert reloaded.decode(reloaded(text)["input_ids"], skip_special_tokens=True) == text
+    assert reloaded.chat_template == TEMPLATE

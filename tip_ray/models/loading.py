@@ -88,14 +88,36 @@ def load_tokenizer(path_or_name: str):
     family's own class, which rebuilds the pre-tokenizer and decoder instead of reading
     tokenizer.json, and a character tokenizer loaded that way drops spaces and newlines.
     """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    location = _existing_folder_or_name(path_or_name)
-    loader = PreTrainedTokenizerFast if _names_generic_fast_class(location) else AutoTokenizer
-    tokenizer = _from_pretrained(loader, "tokenizer", location)
+    tokenizer = _load_tokenizer_as_saved(_existing_folder_or_name(path_or_name))
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def _load_tokenizer_as_saved(location: str):
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    loader = PreTrainedTokenizerFast if _names_generic_fast_class(location) else AutoTokenizer
+    return _from_pretrained(loader, "tokenizer", location)
+
+
+def copy_tokenizer(source: str, out_dir: str | Path) -> Path:
+    """Save the tokenizer of ``source`` into ``out_dir`` so that it loads back the same.
+
+    A folder naming the generic fast class keeps that name: saved by transformers 5 it would
+    name ``TokenizersBackend``, which older releases cannot resolve, and saved after a load
+    through AutoTokenizer it would be rebuilt as the model family's class (see load_tokenizer).
+    """
+    location = _existing_folder_or_name(source)
+    out = Path(out_dir)
+    _load_tokenizer_as_saved(location).save_pretrained(out)
+    if _names_generic_fast_class(location):
+        named = json.loads((Path(location).expanduser() / "tokenizer_config.json").read_text())["tokenizer_class"]
+        config_path = out / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        config["tokenizer_class"] = named
+        config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return out
 
 
 def load_causal_lm(path_or_name: str, dtype: str = "float32"):
