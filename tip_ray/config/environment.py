@@ -44,6 +44,12 @@ class ToolEnvironmentConfig(Strict):
         description="Response tokens per trajectory, model-written and environment together (each turn "
         "is also limited by rollout.sampling.max_new_tokens).",
     )
+    tools_in_prompt: bool = Field(
+        default=True,
+        description="Give the environment's tool schemas to the chat template when prompts are encoded "
+        "(training and evaluation alike), as Qwen3/Hermes templates render them into the system prompt; "
+        "false when the prompts describe the tools themselves. A template that ignores tools is unchanged.",
+    )
 
     @field_validator("name")
     @classmethod

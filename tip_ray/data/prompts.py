@@ -197,10 +197,14 @@ def read_prompt_rows(source: DataSource) -> tuple[list[PromptRow], ReadReport]:
     return rows, report
 
 
-def encode_prompt(tokenizer: Any, text: str, use_chat_template: bool) -> list[int]:
+def encode_prompt(tokenizer: Any, text: str, use_chat_template: bool,
+                  tools: Sequence[dict] | None = None) -> list[int]:
+    """The prompt's token ids: through the tokenizer's chat template when asked and it has one,
+    given ``tools`` (tool schemas, OpenAI function format) for it to render; else plain text."""
     if use_chat_template and getattr(tokenizer, "chat_template", None):
         ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+            [{"role": "user", "content": text}], tools=list(tools) if tools else None,
+            add_generation_prompt=True, tokenize=True,
         )
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
@@ -216,13 +220,15 @@ class EncodedPrompt:
 
 
 def encode_rows(
-    rows: Sequence[PromptRow], tokenizer: Any, source: DataSource, report: ReadReport
+    rows: Sequence[PromptRow], tokenizer: Any, source: DataSource, report: ReadReport,
+    tools: Sequence[dict] | None = None,
 ) -> list[EncodedPrompt]:
-    """Tokenize every prompt once, applying the overlong-prompt policy (and counting it)."""
+    """Tokenize every prompt once (with the environment's ``tools`` for the chat template),
+    applying the overlong-prompt policy (and counting it)."""
     use_template = source.chat_template == "auto"
     out = []
     for row in rows:
-        ids = encode_prompt(tokenizer, row.prompt, use_template)
+        ids = encode_prompt(tokenizer, row.prompt, use_template, tools)
         if len(ids) > source.max_prompt_tokens:
             if source.overlong_prompts == "drop":
                 report.dropped_overlong += 1

@@ -8,7 +8,9 @@ messages and keeping the difference: only that delta is tokenised.
 
 from __future__ import annotations
 
-from tip_ray.envs.base import EnvironmentConfigError
+from typing import Any
+
+from tip_ray.envs.base import Environment, EnvironmentConfigError
 
 _USER = {"role": "user", "content": "?"}
 # The fixed model turn the delta is rendered after. Thinking templates (Qwen3's) render the last
@@ -87,3 +89,18 @@ class ToolMessageRenderer:
         if len(ids) <= self.max_tool_response_tokens:
             return text, False
         return self.tokenizer.decode(ids[: self.max_tool_response_tokens]) + CUT_MARKER, True
+
+
+def prompt_tools(environment_config: Any, environment: Environment | None = None) -> list[dict] | None:
+    """The tool schemas a prompt's chat template is given (``apply_chat_template(tools=...)``),
+    or None: for single-turn rollouts, with ``tools_in_prompt: false``, or when the environment
+    has no schemas. ``environment`` is the already loaded one; else it is loaded by name."""
+    if environment_config is None or environment_config.type == "single_turn":
+        return None
+    if not environment_config.tools_in_prompt:
+        return None
+    if environment is None:
+        from tip_ray.envs.registry import load_environment
+
+        environment = load_environment(environment_config.name)
+    return [dict(schema) for schema in environment.schemas] or None

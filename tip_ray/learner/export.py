@@ -46,9 +46,9 @@ def export_hf(state_dict: Mapping[str, torch.Tensor], base_model_path: str, out_
 def publish_with_tokenizer(tmp: Path, out: Path, base_model_path: str) -> Path:
     """Add the base model's tokenizer to the folder written at `tmp`, then put it in place of `out`
     (readers see the old folder or the whole new one, never a half-written one)."""
-    from transformers import AutoTokenizer
+    from tip_ray.models.loading import copy_tokenizer
 
-    AutoTokenizer.from_pretrained(base_model_path).save_pretrained(tmp)
+    copy_tokenizer(base_model_path, tmp)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

@@ -64,13 +64,60 @@ def _from_pretrained(loader, what: str, location: str, **kwargs):
         raise FileNotFoundError(f"{location}: cannot load the {what} from the Hugging Face hub ({hint}): {exc}") from None
 
 
-def load_tokenizer(path_or_name: str):
-    from transformers import AutoTokenizer
+# tokenizer_config.json class names meaning "exactly the pipeline in tokenizer.json".
+GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
 
-    tokenizer = _from_pretrained(AutoTokenizer, "tokenizer", _existing_folder_or_name(path_or_name))
+
+def _names_generic_fast_class(location: str) -> bool:
+    """A local folder whose tokenizer_config.json names the generic fast class, with a tokenizer.json."""
+    if _is_hub_name(location):
+        return False
+    folder = Path(location).expanduser()
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (folder / "tokenizer.json").is_file() and config.get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES
+
+
+def load_tokenizer(path_or_name: str):
+    """The folder's tokenizer, with pad set to eos when it has none.
+
+    A folder that names the generic fast class is loaded with that class: transformers 5's
+    AutoTokenizer overrides the named class for some model types (qwen2 among them) with the
+    family's own class, which rebuilds the pre-tokenizer and decoder instead of reading
+    tokenizer.json, and a character tokenizer loaded that way drops spaces and newlines.
+    """
+    tokenizer = _load_tokenizer_as_saved(_existing_folder_or_name(path_or_name))
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def _load_tokenizer_as_saved(location: str):
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    loader = PreTrainedTokenizerFast if _names_generic_fast_class(location) else AutoTokenizer
+    return _from_pretrained(loader, "tokenizer", location)
+
+
+def copy_tokenizer(source: str, out_dir: str | Path) -> Path:
+    """Save the tokenizer of ``source`` into ``out_dir`` so that it loads back the same.
+
+    A folder naming the generic fast class keeps that name: saved by transformers 5 it would
+    name ``TokenizersBackend``, which older releases cannot resolve, and saved after a load
+    through AutoTokenizer it would be rebuilt as the model family's class (see load_tokenizer).
+    """
+    location = _existing_folder_or_name(source)
+    out = Path(out_dir)
+    _load_tokenizer_as_saved(location).save_pretrained(out)
+    if _names_generic_fast_class(location):
+        named = json.loads((Path(location).expanduser() / "tokenizer_config.json").read_text())["tokenizer_class"]
+        config_path = out / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        config["tokenizer_class"] = named
+        config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return out
 
 
 def load_causal_lm(path_or_name: str, dtype: str = "float32"):

@@ -3,7 +3,8 @@
 Tests and the demo need real Hugging Face models (the same classes a user trains) that are
 small enough for a 2-core CPU. Everything here is standard: a ``tokenizers`` WordLevel model
 over single characters wrapped as a fast tokenizer, and stock Qwen2/Llama configs, so the saved
-folders load with ``AutoTokenizer`` / ``AutoModelForCausalLM`` (and vLLM) like any hub model.
+folders load with ``AutoModelForCausalLM`` (and vLLM) like any hub model, and their tokenizer
+with ``load_tokenizer`` (see ``save_tokenizer``).
 """
 
 from __future__ import annotations
@@ -171,7 +172,9 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: str | Path) -> P
 
     transformers 5 records its internal class name (``TokenizersBackend``), which older
     transformers releases (the ones some vLLM builds pin) cannot resolve; the portable name
-    loads the same tokenizer.json in both.
+    loads the same tokenizer.json in both. Load it back with
+    ``tip_ray.models.loading.load_tokenizer``: in a qwen2 model folder, transformers 5's
+    ``AutoTokenizer`` builds ``Qwen2Tokenizer`` instead, which drops spaces and newlines here.
     """
     out = Path(out_dir)
     tokenizer.save_pretrained(out)

@@ -15,6 +15,7 @@ from tip_ray.config.model_sources import GGUFModel, PrunedModel
 from tip_ray.config.models import DemoModel, HubModel, LocalModel
 from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.data.prompts import EncodedPrompt, ReadReport, encode_rows, read_prompt_rows
+from tip_ray.envs.template import prompt_tools
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def prepare_run(config: PipelineConfig, run_dir: str | None = None, write: bool 
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
         raise ConfigError(f"models.tokenizer: {tokenizer_path} defines no pad or eos token")
     rows, report = read_prompt_rows(config.data)
-    prompts = encode_rows(rows, tokenizer, config.data, report)
+    prompts = encode_rows(rows, tokenizer, config.data, report, tools=prompt_tools(config.rollout.environment))
     folder = run_dir_for(config, run_dir)
     if write:
         # The user's permissions only: run folders may hold prompts and weights. The resolved

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from tip_ray.broadcast import GroupAddress
 from tip_ray.config.rollout import RolloutConfig
 from tip_ray.envs.build import build_driver
+from tip_ray.envs.template import prompt_tools
 from tip_ray.records import PromptBatch, RolloutBatch
 from tip_ray.rollout.backend import SamplingRequest
 from tip_ray.rollout.backends import build_backend
@@ -43,6 +44,8 @@ class RolloutWorker:
         self.weights = VersionedWeights(self.backend.load_weights)
         self.calls = 0
         self.driver = build_driver(settings.rollout.environment, self.backend, self.tokenizer)
+        # Evaluation prompts are encoded as the training prompts are: with the tool schemas.
+        self.prompt_tools = prompt_tools(settings.rollout.environment, self.driver.environment if self.driver else None)
 
     def sync_counts(self) -> dict[str, int]:
         """How this worker's weights arrived: state dicts loaded vs broadcasts received."""
@@ -102,7 +105,7 @@ class RolloutWorker:
         from tip_ray.data.prompts import encode_prompt
 
         self.weights.ensure(weights)
-        ids = [encode_prompt(self.tokenizer, text, use_chat_template) for text in prompts]
+        ids = [encode_prompt(self.tokenizer, text, use_chat_template, self.prompt_tools) for text in prompts]
         request = SamplingRequest(temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, n=n, seed=seed)
         if self.driver is not None:  # a tool environment: the episode runs, its final answer is graded
             samples, report = self.driver.generate(ids, request)
