@@ -113,3 +113,20 @@ def test_prompt_slice_takes_the_rows_of_a_prompt_range():
     part = rollout.prompt_slice(1, 3)
     assert torch.equal(part.input_ids, ids[2:]) and part.prompt_index.tolist() == [0, 0, 1, 1]
     assert part.prompt_rows == (8, 9) and part.response_texts == tuple("cdef")
+
+
+def test_the_shipped_two_teacher_pipeline_routes_its_rows_to_both_teachers():
+    from pathlib import Path
+
+    from tip_ray.config import load_pipeline
+    from tip_ray.data.prompts import read_prompt_rows
+
+    repo = Path(__file__).resolve().parents[2]
+    config = load_pipeline(repo / "pipelines" / "demo_two_teachers.yaml")
+    data = config.data.model_copy(update={"path": str(repo / config.data.path)})
+    rows, _ = read_prompt_rows(data)
+    routes = route_prompts([EncodedPrompt(row=r.row, ids=(), answer=r.answer, teacher=r.teacher) for r in rows],
+                           data, list(config.teachers))
+    assert sorted(set(routes.values())) == [0, 1]
+    assert sum(1 for t in routes.values() if t == 1) == 196  # three_digit rows -> halved
+    assert config.teacher.signal.type == "full" and list(config.teachers) == ["full", "halved"]
