@@ -5,6 +5,8 @@ per-teacher columns. Plus the vocabulary check that runs before anything starts.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import yaml
@@ -78,7 +80,7 @@ def test_each_row_is_scored_by_its_teacher(ray_local, tiny_pair, two_teachers, t
         log_p = float64_logprobs(str(tiny_pair.student_path), part.rollout)
         log_q = float64_logprobs(paths[name], part.rollout)
         reverse_kl = (log_p.exp() * (log_p - log_q)).sum(-1)
-        entropy = -(log_p.exp() * log_p).sum(-1)
+        entropy = -(log_p.exp() * log_p).sum(-1) / math.log(log_p.shape[-1])  # normalised, as TIP's
         stats = summary.per_teacher[name]
         assert stats["response_tokens"] == part.rollout.num_response_tokens
         assert abs(stats["mean_reverse_kl"] - float(reverse_kl.mean())) < 1e-4
