@@ -62,6 +62,16 @@ def scorer_plan(prepared) -> list[tuple[int, PreparedTeacher | None, int]]:
             for i in range(teacher.config.num_scorers)]
 
 
+def teachers_line(prepared) -> str:
+    """The run's teachers for a summary line: each with its folder, and how many rows it scores."""
+    if not prepared.config.teachers:
+        return f"teacher {prepared.teacher_path}"
+    counts = [0] * len(prepared.teachers)
+    for prompt in prepared.prompts:
+        counts[prepared.teacher_of_row.get(prompt.row, 0)] += 1
+    return "teachers " + ", ".join(f"{t.name} {t.path} ({n} prompts)" for t, n in zip(prepared.teachers, counts))
+
+
 def route_batch(batch: PromptBatch, teacher_of_row: Mapping[int, int]) -> PromptBatch:
     """The batch with its prompts stably sorted by teacher and each prompt's teacher recorded."""
     teachers = [teacher_of_row.get(row, 0) for row in batch.prompt_rows]
