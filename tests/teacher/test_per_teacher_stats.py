@@ -30,3 +30,13 @@ def test_per_teacher_statistics_match_a_naive_count():
     assert stats["unused"] == {"response_tokens": 0.0, "selected_tokens": 0.0, "selected_fraction": 0.0,
                                "mean_entropy": 0.0, "mean_reverse_kl": 0.0, **{f"quadrant_share_q{q}": 0.0
                                                                                 for q in range(1, 5)}}
+
+
+def test_per_teacher_statistics_become_teacher_columns_after_the_others():
+    from tip_ray.pipeline.step_row import teacher_column, teacher_columns
+
+    columns = teacher_columns({"math": {"selected_fraction": 0.5, "response_tokens": 4.0}, "code": {"selected_fraction": 0.25}})
+    assert columns == {"teacher/math/selected_fraction": 0.5, "teacher/math/response_tokens": 4.0,
+                       "teacher/code/selected_fraction": 0.25}
+    assert teacher_column("math", "mean_reverse_kl") == "teacher/math/mean_reverse_kl"
+    assert teacher_columns({}) == {}  # a run of one teacher writes no such column

@@ -49,7 +49,7 @@ def test_each_row_is_scored_by_its_teacher(ray_local, tiny_pair, two_teachers, t
     second, prompts = two_teachers
     config = load(tmp_path, two_teacher_doc(
         tiny_pair, second, prompts, tmp_path / "run", data={"shuffle": False},
-        rollout={"prompts_per_step": 6, "num_workers": 1}, train={"steps": 1, "seed": 0, "stage_timeout_s": 120}))
+        rollout={"prompts_per_step": 6, "num_workers": 1}, train={"steps": 1, "seed": 0, "stage_timeout_s": 600}))
     prepared = prepare_run(config)
     paths = {"first": str(tiny_pair.teacher_path), "second": str(second)}
     assert [t.name for t in prepared.teachers] == ["first", "second"]
@@ -90,6 +90,7 @@ def test_each_row_is_scored_by_its_teacher(ray_local, tiny_pair, two_teachers, t
     assert sum(s["selected_tokens"] for s in summary.per_teacher.values()) == summary.num_selected
 
 
+@pytest.mark.slow  # a whole run: about 100 s on a loaded 2-core machine; the routing test above stays fast
 def test_a_run_of_two_teachers_writes_per_teacher_columns(ray_local, tiny_pair, two_teachers, tmp_path):
     from tip_ray.pipeline.metrics import read_metrics
     from tip_ray.pipeline.supervisor import run_pipeline
@@ -97,7 +98,7 @@ def test_a_run_of_two_teachers_writes_per_teacher_columns(ray_local, tiny_pair, 
     second, prompts = two_teachers
     config = load(tmp_path, two_teacher_doc(tiny_pair, second, prompts, tmp_path / "run",
                                             rollout={"prompts_per_step": 6},
-                                            train={"steps": 2, "seed": 0, "stage_timeout_s": 120}))
+                                            train={"steps": 2, "seed": 0, "stage_timeout_s": 600}))
     run_pipeline(config)
     rows = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2]
