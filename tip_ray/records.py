@@ -27,6 +27,7 @@ class PromptBatch:
     prompt_ids: tuple[tuple[int, ...], ...]  # token ids of each prompt (chat template applied)
     answers: tuple[str | None, ...]  # reference answers, for accuracy metrics
     prompt_rows: tuple[int, ...]  # dataset row of each prompt
+    teachers: tuple[int, ...] = ()  # index of each prompt's teacher (several teachers); () = the one
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,23 @@ class RolloutBatch:
     @property
     def num_response_tokens(self) -> int:
         return int(self.response_mask.sum())
+
+    def prompt_slice(self, start: int, stop: int) -> "RolloutBatch":
+        """The rows of prompts [start, stop) of this batch (rows are grouped by prompt), with
+        prompt indices counted from `start`: one teacher's part of a batch of several."""
+        rows = ((self.prompt_index >= start) & (self.prompt_index < stop)).nonzero().squeeze(1)
+        return RolloutBatch(
+            batch_id=self.batch_id,
+            policy_version=self.policy_version,
+            input_ids=self.input_ids[rows],
+            attention_mask=self.attention_mask[rows],
+            response_mask=self.response_mask[rows],
+            prompt_index=self.prompt_index[rows] - start,
+            response_texts=tuple(self.response_texts[i] for i in rows.tolist()),
+            seconds=self.seconds,
+            prompt_rows=self.prompt_rows[start:stop],
+            environment=self.environment,
+        )
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,7 @@ class SelectionSummary:
     approximate: bool  # stats came from an approximate (top-k) teacher signal
     selector_version: int  # policy version of the weights the statistics were computed with
     seconds: float
+    per_teacher: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> stats (several teachers)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ def _validate_sweep(args: argparse.Namespace) -> int:
 def _check(config, strict: bool) -> str:
     from tip_ray.pipeline.offline_check import check_local_parts, unchecked_offline
     from tip_ray.pipeline.prepare import prepare_run
+    from tip_ray.pipeline.teacher_routing import teachers_line
 
     gaps = [] if strict else unchecked_offline(config)
     if gaps:
@@ -64,4 +65,4 @@ def _check(config, strict: bool) -> str:
     report = prepared.data_report
     return (f"{len(prepared.prompts)} prompts ({len(report.skipped_bad)} bad rows skipped, "
             f"{report.dropped_overlong} overlong dropped, {report.truncated_overlong} truncated); "
-            f"student {prepared.student_path}; teacher {prepared.teacher_path}")
+            f"student {prepared.student_path}; {teachers_line(prepared)}")

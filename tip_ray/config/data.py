@@ -29,6 +29,13 @@ class _DataCommon(Strict):
         "before it starts, naming the line; skip: such rows are skipped and counted.",
     )
     limit: int | None = Field(default=None, gt=0, description="Use only the first N rows.")
+    teacher_field: str | None = Field(
+        default=None, description="With teachers: the row field naming the row's teacher (or, with "
+        "teacher_table, its data source); a row without it goes to the first teacher."
+    )
+    teacher_table: dict[str, str] | None = Field(
+        default=None, description="With teachers: values of teacher_field (data sources) -> teacher names."
+    )
 
 
 class JsonlData(_DataCommon):

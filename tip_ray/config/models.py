@@ -45,7 +45,9 @@ PrunedModel.model_rebuild(_types_namespace={"ModelSource": ModelSource})  # its 
 
 class ModelsConfig(Strict):
     student: ModelSource = Field(description="The model being trained; it also samples rollouts.")
-    teacher: ModelSource = Field(description="The frozen model being distilled from.")
+    teacher: ModelSource | None = Field(
+        default=None, description="The frozen model being distilled from (or name several under teachers:)."
+    )
     tokenizer: ModelSource | None = Field(
         default=None, description="Tokenizer source; defaults to the student's folder."
     )

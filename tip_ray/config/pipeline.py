@@ -23,6 +23,7 @@ from tip_ray.config.models import ModelsConfig
 from tip_ray.config.rollout import RolloutConfig
 from tip_ray.config.selection import SelectionConfig
 from tip_ray.config.teacher import TeacherConfig
+from tip_ray.config.teachers import TeacherSource, check_teachers
 from tip_ray.config.tracking import LoggingConfig
 from tip_ray.config.train import CheckpointConfig, TrainConfig
 
@@ -35,6 +36,9 @@ class PipelineConfig(Strict):
     data: DataSource
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    teachers: dict[str, TeacherSource] | None = Field(
+        default=None, description="Several teachers by name, instead of models.teacher (docs/teachers.md)."
+    )
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     loss: Loss = Field(default_factory=ReverseKLLoss)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
@@ -64,6 +68,7 @@ class PipelineConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "PipelineConfig":
+        check_teachers(self)
         needs_eval = self.eval.every_steps or self.eval.at_start
         generated = ("demo", "prices")
         if needs_eval and self.eval.benchmark not in generated and not (self.eval.path or self.eval.hf_dataset):

@@ -24,6 +24,7 @@ class PromptRow:
     row: int  # index in the dataset as read (line order)
     prompt: str
     answer: str | None
+    teacher: str | None = None  # data.teacher_field of the row (several teachers), if any
 
 
 @dataclass
@@ -73,6 +74,19 @@ def _row_from_mapping(obj: Any, where: str, source: DataSource) -> tuple[str, st
     return prompt, _answer_text(answer, where, source)
 
 
+def row_teacher_value(obj: Any, source: DataSource, where: str) -> str | None:
+    """The row's data.teacher_field as text (None when the field is unset or the row lacks it)."""
+    key = source.teacher_field
+    if key is None or not isinstance(obj, dict) or obj.get(key) is None:
+        return None
+    value = obj[key]
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}: teacher field {key!r} must be a non-empty string (a teacher name"
+                        f"{' or a data source of data.teacher_table' if source.teacher_table else ''}), "
+                        f"got {value!r}")
+    return value
+
+
 def _skip_or_raise(exc: DataError, source: DataSource, report: ReadReport) -> None:
     """With data.bad_rows: skip the row is counted and left out; else the run stops here."""
     if source.bad_rows == "skip":
@@ -110,11 +124,13 @@ def _read_jsonl(source: JsonlData, report: ReadReport) -> list[PromptRow]:
             continue
         where = f"{path}:{line_no}"
         try:
-            prompt, answer = _row_from_mapping(_parse_jsonl_line(raw, where), where, source)
+            obj = _parse_jsonl_line(raw, where)
+            prompt, answer = _row_from_mapping(obj, where, source)
+            teacher = row_teacher_value(obj, source, where)
         except DataError as exc:
             _skip_or_raise(exc, source, report)
             continue
-        rows.append(PromptRow(row=line_no - 1, prompt=prompt, answer=answer))
+        rows.append(PromptRow(row=line_no - 1, prompt=prompt, answer=answer, teacher=teacher))
         if source.limit and len(rows) >= source.limit:
             break
     return rows
@@ -137,10 +153,11 @@ def _read_parquet(source: ParquetData, report: ReadReport) -> list[PromptRow]:
     for i, obj in enumerate(table.to_pylist()):
         try:
             prompt, answer = _row_from_mapping(obj, f"{path} row {i}", source)
+            teacher = row_teacher_value(obj, source, f"{path} row {i}")
         except DataError as exc:
             _skip_or_raise(exc, source, report)
             continue
-        rows.append(PromptRow(row=i, prompt=prompt, answer=answer))
+        rows.append(PromptRow(row=i, prompt=prompt, answer=answer, teacher=teacher))
         if source.limit and len(rows) >= source.limit:
             break
     return rows
@@ -159,10 +176,11 @@ def _read_hub(source: HubData, report: ReadReport) -> list[PromptRow]:
     for i, obj in enumerate(ds):
         try:
             prompt, answer = _row_from_mapping(obj, f"{source.name} row {i}", source)
+            teacher = row_teacher_value(obj, source, f"{source.name} row {i}")
         except DataError as exc:
             _skip_or_raise(exc, source, report)
             continue
-        rows.append(PromptRow(row=i, prompt=prompt, answer=answer))
+        rows.append(PromptRow(row=i, prompt=prompt, answer=answer, teacher=teacher))
         if source.limit and len(rows) >= source.limit:
             break
     return rows
@@ -217,6 +235,7 @@ class EncodedPrompt:
     row: int
     ids: tuple[int, ...]
     answer: str | None
+    teacher: str | None = None  # data.teacher_field of the row (several teachers), if any
 
 
 def encode_rows(
@@ -236,7 +255,7 @@ def encode_rows(
             # Keep the end of the prompt: it holds the question and the generation prompt.
             ids = ids[-source.max_prompt_tokens :]
             report.truncated_overlong += 1
-        out.append(EncodedPrompt(row=row.row, ids=tuple(ids), answer=row.answer))
+        out.append(EncodedPrompt(row=row.row, ids=tuple(ids), answer=row.answer, teacher=row.teacher))
     if not out:
         raise DataError(
             f"data: every prompt is longer than data.max_prompt_tokens={source.max_prompt_tokens} "

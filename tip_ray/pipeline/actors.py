@@ -21,6 +21,7 @@ from tip_ray.pipeline.placement import (
 )
 from tip_ray.pipeline.prepare import PreparedRun
 from tip_ray.pipeline.stages import learner_settings, rollout_settings, selector_settings, teacher_stage
+from tip_ray.pipeline.teacher_routing import scorer_plan
 
 
 @dataclass
@@ -32,6 +33,7 @@ class StageActors:
     placement_groups: list[Any] = field(default_factory=list)
     all: list[Any] = field(default_factory=list)
     names: dict[str, Any] = field(default_factory=dict)  # "rollout-0" -> handle (restartable ones)
+    scorer_teacher: list[int] = field(default_factory=list)  # teacher index of each scorer
 
 
 class Incarnation:
@@ -74,15 +76,17 @@ def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = ""
             options = engine_actor_options(plans[Role.ROLLOUT], group, max_restarts=max_restarts, name=named(Role.ROLLOUT, i))
         rollouts.append(ray.remote(tracked(RolloutWorker)).options(**options)
                         .remote(rollout_settings(prepared, plans[Role.ROLLOUT], i)))
-    scorers = []
-    for i in range(config.teacher.num_scorers):
+    scorers, scorer_teacher = [], []
+    for t, teacher, _replica in scorer_plan(prepared):
         # Hugging Face, or a vLLM engine when teacher.backend.type is vllm (top-k signals only).
-        scorer_cls, args, kwargs = teacher_stage(prepared, plans[Role.TEACHER], i)
+        index = len(scorers)
+        scorer_cls, args, kwargs = teacher_stage(prepared, plans[Role.TEACHER], index, teacher)
         scorers.append(
             ray.remote(tracked(scorer_cls))
-            .options(**actor_options(plans[Role.TEACHER], max_restarts=max_restarts, name=named(Role.TEACHER, i)))
+            .options(**actor_options(plans[Role.TEACHER], max_restarts=max_restarts, name=named(Role.TEACHER, index)))
             .remote(*args, **kwargs)
         )
+        scorer_teacher.append(t)
     selector = (
         ray.remote(tracked(Selector))
         .options(**actor_options(plans[Role.SELECTOR], max_restarts=max_restarts, name=named(Role.SELECTOR, 0)))
@@ -114,6 +118,7 @@ def start_actors(prepared: PreparedRun, max_restarts: int, name_prefix: str = ""
     return StageActors(
         rollouts=rollouts,
         scorers=scorers,
+        scorer_teacher=scorer_teacher,
         selector=selector,
         learners=learners,
         placement_groups=groups,

@@ -29,6 +29,7 @@ def split_prompts(batch: PromptBatch, parts: int) -> list[PromptBatch]:
                     prompt_ids=batch.prompt_ids[lo:hi],
                     answers=batch.answers[lo:hi],
                     prompt_rows=batch.prompt_rows[lo:hi],
+                    teachers=batch.teachers[lo:hi],
                 )
             )
     return shards

@@ -48,6 +48,7 @@ from tip_ray.pipeline.batches import make_prompt_batch, split_prompts
 from tip_ray.pipeline.faults import PolicyLagExceeded
 from tip_ray.pipeline.placement import Role
 from tip_ray.pipeline.prepare import PreparedRun
+from tip_ray.pipeline.teacher_routing import ScorerRouter, route_batch
 from tip_ray.pipeline.waits import wait_all, wait_ready_refs, wait_stage
 from tip_ray.pipeline.weight_publish import WeightPublisher
 from tip_ray.records import PromptBatch
@@ -87,7 +88,8 @@ class Controller:
         # Versions that launched or yet unlaunched batches need; 0 is the model folder's weights.
         self.weights_cache: dict[int, WeightVersion] = {0: WeightVersion(version=0)}
         self.next_launch = 0
-        self._next_scorer = 0
+        self.scorer_router = ScorerRouter(actors.scorers, actors.scorer_teacher)
+        self.teacher_of_row = prepared.teacher_of_row if config.teachers else None
         self.incarnations: dict[str, str] = {}  # actor name -> incarnation last seen
         self.restarts: dict[str, int] = {}  # actor name -> restarts seen
         self.publisher = WeightPublisher(actors, config)
@@ -106,6 +108,8 @@ class Controller:
             b = self.next_launch
             self.positions[b] = self.sampler.position
             batch = make_prompt_batch(self.sampler, b, self.prompts_per_step)
+            if self.teacher_of_row is not None:  # several teachers: each one's prompts together
+                batch = route_batch(batch, self.teacher_of_row)
             self.launch(batch, self.weights_cache[max(0, b - self.lag)])
             self.next_launch += 1
 
@@ -170,14 +174,11 @@ class Controller:
         shards = split_prompts(batch, len(self.actors.rollouts))
         rollout_refs = [w.generate.remote(shard, weights) for w, shard in zip(self.actors.rollouts, shards)]
         used = [f"{Role.ROLLOUT}-{i}" for i in range(len(rollout_refs))]
-        scored_refs = []
-        for ref in rollout_refs:
-            index = self._next_scorer % len(self.actors.scorers)
-            self._next_scorer += 1
-            scored_refs.append(self.actors.scorers[index].score.remote(ref))
-            used.append(f"{Role.TEACHER}-{index}")
+        scored_refs, teachers, scorers = self.scorer_router.score(shards, rollout_refs)
+        used += [f"{Role.TEACHER}-{index}" for index in scorers]
+        by_teacher = {"teachers": teachers} if self.teacher_of_row is not None else {}
         selected_ref, summary_ref = self.actors.selector.select.options(num_returns=2).remote(
-            weights, *scored_refs
+            weights, *scored_refs, **by_teacher
         )
         used.append(f"{Role.SELECTOR}-0")
         # Asked after the stage calls, so the answer comes from the actor that ran (or re-ran) them.

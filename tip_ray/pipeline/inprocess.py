@@ -38,6 +38,9 @@ class InProcessLoop:
         import dataclasses
 
         self.prepared = prepared
+        if prepared.config.teachers and len(prepared.config.teachers) > 1:
+            raise ValueError("the in-process loop scores with one teacher: run a pipeline of several "
+                             "teachers (teachers:) with run_pipeline")
         plans = plan_placement(prepared.config)
         self.rollout = RolloutWorker(rollout_settings(prepared, plans[Role.ROLLOUT], 0))
         self.scorer = TeacherScorer(scorer_settings(prepared, plans[Role.TEACHER], 0))

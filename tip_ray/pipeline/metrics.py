@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tip_ray.pipeline.step_row import QuadrantStats, StepCounters, StepRow
+from tip_ray.pipeline.step_row import QuadrantStats, StepCounters, StepRow, teacher_columns
 from tip_ray.records import SelectionSummary, StepResult
 
 
@@ -64,6 +64,7 @@ def step_metrics(
         weight_sync_seconds=weight_sync_seconds,
         counters=counters,
         environment=dict(environment or {}),
+        teachers=teacher_columns(summary.per_teacher),
     )
 
 

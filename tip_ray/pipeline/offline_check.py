@@ -29,7 +29,11 @@ def _hub_model_cached(source: HubModel) -> bool:
 
 
 def model_sources(config: PipelineConfig) -> list[tuple[str, object]]:
-    sources = [("models.student", config.models.student), ("models.teacher", config.models.teacher)]
+    sources = [("models.student", config.models.student)]
+    if config.models.teacher is not None:
+        sources.append(("models.teacher", config.models.teacher))
+    for name, teacher in (config.teachers or {}).items():
+        sources.append((f"teachers.{name}.model", teacher.model))
     if config.models.tokenizer is not None:
         sources.append(("models.tokenizer", config.models.tokenizer))
     return sources

@@ -4,9 +4,9 @@ the dataset, and the run folder. A bad input fails here, with nothing left runni
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -15,7 +15,9 @@ from tip_ray.config.model_sources import GGUFModel, PrunedModel
 from tip_ray.config.models import DemoModel, HubModel, LocalModel
 from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.data.prompts import EncodedPrompt, ReadReport, encode_rows, read_prompt_rows
+from tip_ray.data.teacher_routes import route_prompts
 from tip_ray.envs.template import prompt_tools
+from tip_ray.pipeline.teacher_routing import PreparedTeacher, prepare_teachers
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class PreparedRun:
     pad_token_id: int
     eos_token_id: int
     vocab_size: int  # the student's; the distributions compared have this many entries
+    teachers: tuple[PreparedTeacher, ...] = ()  # every teacher, the default first (teacher_path's)
+    teacher_of_row: Mapping[int, int] = field(default_factory=dict)  # dataset row -> teacher index; {} = 0
 
 
 def resolve_model_path(source: Any, where: str) -> str:
@@ -89,19 +93,15 @@ def run_dir_for(config: PipelineConfig, override: str | None = None) -> Path:
 
 
 def prepare_run(config: PipelineConfig, run_dir: str | None = None, write: bool = True) -> PreparedRun:
-    from tip_ray.models.loading import check_compatible, load_tokenizer
+    from tip_ray.models.loading import load_tokenizer
 
     student = resolve_model_path(config.models.student, "models.student")
-    teacher = resolve_model_path(config.models.teacher, "models.teacher")
+    teachers, vocab_size = prepare_teachers(config, student, resolve_model_path)
     tokenizer_path = (
         resolve_model_path(config.models.tokenizer, "models.tokenizer")
         if config.models.tokenizer
         else student
     )
-    try:
-        vocab_size = check_compatible(student, teacher)
-    except ValueError as exc:
-        raise ConfigError(f"models: {exc}") from None
     if config.learner.lora is not None:
         from tip_ray.learner.lora import LoraSettings, check_targets
 
@@ -111,6 +111,7 @@ def prepare_run(config: PipelineConfig, run_dir: str | None = None, write: bool 
         raise ConfigError(f"models.tokenizer: {tokenizer_path} defines no pad or eos token")
     rows, report = read_prompt_rows(config.data)
     prompts = encode_rows(rows, tokenizer, config.data, report, tools=prompt_tools(config.rollout.environment))
+    teacher_of_row = route_prompts(prompts, config.data, [t.name for t in teachers]) if config.teachers else {}
     folder = run_dir_for(config, run_dir)
     if write:
         # The user's permissions only: run folders may hold prompts and weights. The resolved
@@ -119,7 +120,7 @@ def prepare_run(config: PipelineConfig, run_dir: str | None = None, write: bool 
     return PreparedRun(
         config=config,
         student_path=student,
-        teacher_path=teacher,
+        teacher_path=teachers[0].path,
         tokenizer_path=tokenizer_path,
         prompts=prompts,
         data_report=report,
@@ -127,4 +128,6 @@ def prepare_run(config: PipelineConfig, run_dir: str | None = None, write: bool 
         pad_token_id=int(tokenizer.pad_token_id),
         eos_token_id=int(tokenizer.eos_token_id),
         vocab_size=vocab_size,
+        teachers=teachers,
+        teacher_of_row=teacher_of_row,
     )

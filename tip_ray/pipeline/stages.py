@@ -11,6 +11,7 @@ from tip_ray.pipeline.placement import RolePlacement
 from tip_ray.pipeline.prepare import PreparedRun
 from tip_ray.pipeline.run_facts import compute_dtype, context_length
 from tip_ray.pipeline.teacher_backends import TEACHER_BACKENDS
+from tip_ray.pipeline.teacher_routing import PreparedTeacher
 from tip_ray.rollout.worker import RolloutSettings
 from tip_ray.select.selector import SelectorSettings
 from tip_ray.teacher.scorer import ScorerSettings
@@ -29,16 +30,20 @@ def rollout_settings(prepared: PreparedRun, plan: RolePlacement, index: int) -> 
     )
 
 
-def teacher_stage(prepared: PreparedRun, plan: RolePlacement, index: int) -> tuple[type, tuple, dict]:
-    """(class, args, kwargs) of one teacher scorer, by teacher.backend.type."""
-    return TEACHER_BACKENDS[prepared.config.teacher.backend.type](scorer_settings(prepared, plan, index), prepared)
+def teacher_stage(prepared: PreparedRun, plan: RolePlacement, index: int,
+                  teacher: PreparedTeacher | None = None) -> tuple[type, tuple, dict]:
+    """(class, args, kwargs) of one teacher scorer (of `teacher`, default the run's first), by
+    its backend type."""
+    settings = scorer_settings(prepared, plan, index, teacher)
+    return TEACHER_BACKENDS[settings.teacher.backend.type](settings, prepared)
 
 
-def scorer_settings(prepared: PreparedRun, plan: RolePlacement, index: int) -> ScorerSettings:
+def scorer_settings(prepared: PreparedRun, plan: RolePlacement, index: int,
+                    teacher: PreparedTeacher | None = None) -> ScorerSettings:
     c = prepared.config
     return ScorerSettings(
-        model_path=prepared.teacher_path,
-        teacher=c.teacher,
+        model_path=teacher.path if teacher else prepared.teacher_path,
+        teacher=teacher.config if teacher else c.teacher,
         chunk_size=c.selection.stats_chunk_size,
         dtype=compute_dtype(prepared, plan.num_gpus > 0),
         num_threads=plan.num_threads,
@@ -59,6 +64,7 @@ def selector_settings(prepared: PreparedRun, plan: RolePlacement, index: int) ->
         num_threads=plan.num_threads,
         name=f"selector-{index}",
         vocab_size=prepared.vocab_size,
+        teacher_names=tuple(t.name for t in prepared.teachers) if c.teachers else (),
     )
 
 

@@ -19,6 +19,16 @@ def quadrant_column(stat: str, quadrant: int) -> str:
     return "quadrant_" + quadrant_key(stat, quadrant)
 
 
+def teacher_column(name: str, stat: str) -> str:
+    """The metrics column of one teacher's statistic: "teacher/<name>/selected_fraction"."""
+    return f"teacher/{name}/{stat}"
+
+
+def teacher_columns(per_teacher: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """SelectionSummary.per_teacher as metrics columns ({} for a run of one teacher)."""
+    return {teacher_column(name, stat): value for name, stats in per_teacher.items() for stat, value in stats.items()}
+
+
 @dataclass(frozen=True)
 class QuadrantStats:
     """The selector's per-quadrant statistics of one batch (tip.taxonomy.quadrant_summary)."""
@@ -98,6 +108,7 @@ class StepRow:
     weight_sync_seconds: float
     counters: StepCounters
     environment: Mapping[str, float] = field(default_factory=dict)  # env/ columns of multi-turn steps
+    teachers: Mapping[str, float] = field(default_factory=dict)  # teacher/<name>/ columns (several teachers)
     evaluated: bool = False  # the eval_accuracy column is written only after an evaluation
     eval_accuracy: float | None = None  # None: the evaluation timed out
 
@@ -109,7 +120,7 @@ class StepRow:
                 row.update(value.columns())
             elif column.name == "counters":
                 row.update(asdict(value))
-            elif column.name == "environment":
+            elif column.name in ("environment", "teachers"):
                 row.update(value)
             elif column.name == "prompt_rows":
                 row[column.name] = list(value)

@@ -16,6 +16,7 @@ from tip_ray.config.selection import SelectionConfig
 from tip_ray.records import ScoredBatch, SelectedBatch, SelectionSummary
 from tip_ray.scoring.hidden import final_hidden_at_responses
 from tip_ray.scoring.merge import merge_scored
+from tip_ray.select.per_teacher import per_teacher_stats, row_teachers
 from tip_ray.select.rule_arguments import rule_arguments
 from tip_ray.tip import (
     CutLines,
@@ -45,6 +46,7 @@ class SelectorSettings:
     num_threads: int | None = None
     name: str = "selector-0"
     vocab_size: int | None = None  # student vocabulary; a padded teacher head is cut to it
+    teacher_names: tuple[str, ...] = ()  # several teachers: their names, for per-teacher statistics
 
 
 def scatter_rows(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -88,8 +90,10 @@ class Selector:
                            forward_kl=stats.forward_kl.cpu(), approximate=stats.approximate)
 
     @torch.no_grad()
-    def select(self, weights: WeightVersion, *shards: ScoredBatch) -> tuple[SelectedBatch, SelectionSummary]:
-        """The learner's batch, and its summary as a separate small object for the controller."""
+    def select(self, weights: WeightVersion, *shards: ScoredBatch,
+               teachers: tuple[int, ...] = ()) -> tuple[SelectedBatch, SelectionSummary]:
+        """The learner's batch, and its summary as a separate small object for the controller.
+        `teachers`: the teacher index of each shard, when the run has several."""
         self.weights.ensure(weights)
         self.calls += 1
         start = time.perf_counter()
@@ -133,6 +137,11 @@ class Selector:
         )
         labels = quadrant_labels(entropy, reverse_kl, mask, cuts)
         n_resp = int(mask.sum())
+        per_teacher = {}
+        if teachers and s.teacher_names:
+            rows_teacher = row_teachers(teachers, [shard.rollout.input_ids.shape[0] for shard in shards])
+            per_teacher = per_teacher_stats(s.teacher_names, rows_teacher, mask, selection.mask,
+                                            entropy, reverse_kl, labels)
         summary = SelectionSummary(
             batch_id=rollout.batch_id,
             policy_version=rollout.policy_version,
@@ -145,6 +154,7 @@ class Selector:
             approximate=stats.approximate,
             selector_version=self.weights.version,
             seconds=time.perf_counter() - start,
+            per_teacher=per_teacher,
         )
         selected = SelectedBatch(
             batch_id=rollout.batch_id,
