@@ -31,7 +31,7 @@ import psutil
 import requests
 
 RAY_BIN = Path(sys.executable).with_name("ray")
-START_TIMEOUT_S = 90.0
+START_TIMEOUT_S = 180.0  # a node can take over 90 s to come up on a shared, overloaded machine
 
 
 def free_port() -> int:
@@ -164,7 +164,8 @@ class LocalRayCluster:
                     raise RuntimeError(f"ray start exited with {process.returncode} while waiting for "
                                        f"{what}; its log:\n{log.read_text()[-4000:]}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {START_TIMEOUT_S:.0f} s waiting for {what}")
+                tails = "\n".join(f"--- {log.name}:\n{log.read_text()[-1500:]}" for log in self.logs)
+                raise TimeoutError(f"timed out after {START_TIMEOUT_S:.0f} s waiting for {what}; node logs:\n{tails}")
             time.sleep(0.5)
 
     # ------------------------------------------------------------------ stop
