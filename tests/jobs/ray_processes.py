@@ -4,6 +4,12 @@ the process ids it started (never `ray stop`, which would end every Ray on the m
 Each node is one `ray start --block` process; Ray's daemons and workers are its descendants.
 The cluster has its own temp dir (so no other Ray finds it through /tmp/ray) and free ports for
 every service, and runs with token authentication on.
+
+Each node has its own temp dir inside the cluster's, as separate machines would. Nodes that
+share one would share its session folder and thus `runtime_resources/`, where every node's
+runtime-env agent unpacks a job's working_dir: Ray removes and unpacks it afresh the first time
+a node needs it (`overwrite=True`), so a worker node starting its first actor would delete the
+files the head's job driver is importing from (a random `ModuleNotFoundError` in the job).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import psutil
 import requests
 
 RAY_BIN = Path(sys.executable).with_name("ray")
-START_TIMEOUT_S = 90.0
+START_TIMEOUT_S = 180.0  # a node can take over 90 s to come up on a shared, overloaded machine
 
 
 def free_port() -> int:
@@ -101,11 +107,15 @@ class LocalRayCluster:
             raise
         return cluster
 
+    def node_temp_dir(self, name: str) -> Path:
+        """The node's own temp dir (see the module docstring for why nodes never share one)."""
+        return self.temp_dir / name
+
     def _start_node(self, name: str, args: list[str], resources: dict[str, float] | None) -> None:
         log = self.temp_dir / f"{name}.log"
         command = [
             str(RAY_BIN), "start", "--block", "--node-ip-address=127.0.0.1",
-            f"--temp-dir={self.temp_dir}", "--num-gpus=0", "--object-store-memory=150000000",
+            f"--temp-dir={self.node_temp_dir(name)}", "--num-gpus=0", "--object-store-memory=150000000",
             "--disable-usage-stats", *_node_ports(), *args,
         ]
         if resources:
@@ -154,7 +164,8 @@ class LocalRayCluster:
                     raise RuntimeError(f"ray start exited with {process.returncode} while waiting for "
                                        f"{what}; its log:\n{log.read_text()[-4000:]}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {START_TIMEOUT_S:.0f} s waiting for {what}")
+                tails = "\n".join(f"--- {log.name}:\n{log.read_text()[-1500:]}" for log in self.logs)
+                raise TimeoutError(f"timed out after {START_TIMEOUT_S:.0f} s waiting for {what}; node logs:\n{tails}")
             time.sleep(0.5)
 
     # ------------------------------------------------------------------ stop

@@ -53,12 +53,6 @@ def actors_of_run(cluster, submission_id: str):
     return [a for a in actors if a.class_name in EXPECTED_POOL and a.job_id == ray_job_id]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Intermittent since the package was reorganised into more modules (3 failures in 6 runs): the "
-    "submitted job on this three-node, one-machine cluster dies on a ModuleNotFoundError for a learner "
-    "module that exists (rank, student, gather; all are in Ray's upload list). Not diagnosed yet.",
-)
 def test_stages_run_only_on_their_pools(two_pool_cluster, tiny_pair, demo_prompts, shipped_pipeline,
                                         client_home, tmp_path):
     pools = {
@@ -78,6 +72,12 @@ def test_stages_run_only_on_their_pools(two_pool_cluster, tiny_pair, demo_prompt
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "run 'tiny' finished: 2 steps" in result.stdout
+
+    # Each node unpacked the job's project into its own temp dir: none removed another's files
+    # (a shared runtime_resources folder made the driver's imports fail at random).
+    unpacked = {path.relative_to(two_pool_cluster.temp_dir).parts[0] for path in
+                two_pool_cluster.temp_dir.glob("*/session_*/runtime_resources/working_dir_files/_ray_pkg_*")}
+    assert unpacked == {"head", "teacher", "student"}, unpacked
 
     node_pools = pools_by_node(two_pool_cluster)
     assert sorted(map(sorted, node_pools.values())) == [[], [STUDENT_POOL], [TEACHER_POOL]]
