@@ -3,6 +3,8 @@ the same results as runs with their own teacher, and a switch to turn it off."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.pipeline_doc import tiny_pipeline_doc
 from tests.sweep.test_sweep import write_sweep
 from tip_ray.sweep.shared_teacher import shared_teacher_reason
@@ -23,6 +25,8 @@ def test_which_runs_share_a_teacher(tiny_pair, demo_prompts, tmp_path):
     assert "'server', already outside" in shared_teacher_reason([server.run_config(r, 0) for r in server.spec.runs])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_a_sweep_shares_one_teacher_and_matches_own_teachers(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.sweep.runner import run_sweep
     from tip_ray.teacher.service_control import list_services

@@ -20,7 +20,7 @@ def service_config(pair, prompts, tmp_path, label: str, *, seed: int = 0, steps:
     from tip_ray.config import load_pipeline
 
     doc = tiny_pipeline_doc(pair, prompts, tmp_path / label, name=f"tiny-{label}",
-                            train={"steps": steps, "seed": seed, "stage_timeout_s": 120})
+                            train={"steps": steps, "seed": seed, "stage_timeout_s": 600})  # slow actor starts on a crowded machine
     doc["teacher"] = {"signal": signal or {"type": "hidden"}, **({"backend": backend} if backend else {})}
     path = tmp_path / f"{label}.yaml"
     path.write_text(yaml.safe_dump(doc))

@@ -60,6 +60,7 @@ class TeacherServiceFront:
         self.pending: dict[str, deque] = {}
         self.turns: deque[str] = deque()  # runs in round-robin order
         self.served: Counter = Counter()
+        self.recent: deque[str] = deque(maxlen=64)  # run ids in the order their requests were dispatched
         self.incarnations: list[set[str]] = [set() for _ in self.replicas]
 
     async def ready(self) -> int:
@@ -97,6 +98,7 @@ class TeacherServiceFront:
             if request is None:
                 return
             run_id, (rollout, future) = request
+            self.recent.append(run_id)
             asyncio.ensure_future(self._serve(self.idle.pop(0), run_id, rollout, future))
 
     async def _serve(self, index: int, run_id: str, rollout, future) -> None:
@@ -138,4 +140,5 @@ class TeacherServiceFront:
             "constructions": sum(len(s) for s in self.incarnations),
             "served": dict(self.served),
             "pending": {run: len(q) for run, q in self.pending.items() if q},
+            "recent": list(self.recent),
         }
