@@ -12,7 +12,7 @@ SERVICE_ADDRESS_HELP = "address of the running Ray cluster (default auto: the on
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("teacher", help="a teacher service shared by several runs: serve, status, stop")
-    actions = p.add_subparsers(dest="action", required=True)
+    actions = p.add_subparsers(dest="action", required=True, help="what to do")
     serve = actions.add_parser("serve", help="start a named teacher service on a running Ray cluster")
     serve.add_argument("pipeline", help="pipeline YAML whose teacher (models.teacher, teacher.signal, teacher.backend, "
                                         "models.dtype, the teacher pool) and student vocabulary the service serves")
@@ -23,10 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--address", default="auto", help=SERVICE_ADDRESS_HELP)
     serve.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a pipeline key")
     status = actions.add_parser("status", help="list the services, or show one (replicas, constructions, requests served)")
-    status.add_argument("name", nargs="?", default=None)
+    status.add_argument("name", nargs="?", default=None, help="the service to show (default: list every service)")
     status.add_argument("--address", default="auto", help=SERVICE_ADDRESS_HELP)
     stop = actions.add_parser("stop", help="stop a teacher service (its front and every replica)")
-    stop.add_argument("name")
+    stop.add_argument("name", help="the service to stop")
     stop.add_argument("--address", default="auto", help=SERVICE_ADDRESS_HELP)
     p.set_defaults(handler=handle)
 
