@@ -161,3 +161,30 @@ def test_a_replica_killed_mid_request(served, max_restarts):
     assert all(torch.equal(a, b) for a, b in zip(scores(scored), scores(own_teacher(prepared).score(batch))))
     status = service_status(name)
     assert status["constructions"] == 2 and status["served"] == {"run": 1}, status  # scored once for the run
+
+
+def test_a_service_gone_mid_run_fails_or_is_waited_for(served, tiny_pair, demo_prompts, tmp_path):
+    import threading
+
+    import torch
+
+    from tip_ray.teacher.service_client import ServiceTeacherClient, TeacherServiceMissing
+    from tip_ray.teacher.service_control import service_status, stop_service
+
+    served("comes-back")
+    clients = {}
+    for policy in ("fail", "wait"):
+        settings, prepared = client_settings(tiny_pair, demo_prompts, tmp_path, "comes-back", on_missing=policy,
+                                             wait_s=600)
+        clients[policy] = ServiceTeacherClient(settings, tokenizer_path=prepared.tokenizer_path, run_id=policy)
+    batch = rollout_batch(prepared.vocab_size)
+    first = clients["wait"].score(batch)
+    stop_service("comes-back")
+    with pytest.raises(TeacherServiceMissing, match="'comes-back' is not running"):
+        clients["fail"].score(batch)
+    comeback = threading.Timer(1.0, served, args=("comes-back",))
+    comeback.start()
+    again = clients["wait"].score(batch)  # waits until the service is back, then sends the batch again
+    comeback.join()
+    assert torch.equal(first.teacher.hidden, again.teacher.hidden)
+    assert service_status("comes-back")["served"] == {"wait": 1}  # the new service's first request
