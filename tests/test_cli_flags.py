@@ -19,7 +19,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "eval": ((), ("--backend", "--batch-size", "--benchmark", "--chat-template", "--grade-timeout",
                   "--hf-dataset", "--limit", "--max-new-tokens", "--model", "--out", "--path", "--samples",
                   "--seed", "--temperature", "-n")),
-    "sweep": (("sweep",), ("--address", "--no-token-map", "--report-only")),
+    "sweep": (("sweep",), ("--address", "--no-shared-teacher", "--no-token-map", "--report-only")),
     "submit": (("pipeline",), ("--address", "--exclude", "--follow", "--job-id", "--run-dir", "--set",
                                "--token-file", "--working-dir")),
     "status": (("job_id",), ("--address", "--token-file", "--wait")),
@@ -30,6 +30,10 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "models convert": (("gguf",), ("--file", "--out", "--package")),
     "models prune": (("base",), ("--heal-prompt-field", "--heal-prompts", "--heal-samples", "--heal-steps",
                                  "--keep-every", "--keep-layers", "--out")),
+    "teacher": ((), ()),
+    "teacher serve": (("pipeline",), ("--address", "--max-restarts", "--name", "--replicas", "--set")),
+    "teacher status": (("name",), ("--address",)),
+    "teacher stop": (("name",), ("--address",)),
     "example": ((), ("--heldout", "--heldout-field", "--heldout-prompts", "--pipeline", "--run-dir", "--set")),
 }
 

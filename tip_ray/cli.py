@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("run", "validate", "demo", "eval", "sweep", "jobs", "report", "models", "example")
+COMMANDS = ("run", "validate", "demo", "eval", "sweep", "jobs", "report", "models", "example", "teacher")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sweep", help="sweep YAML file (see pipelines/sweeps/)")
     p.add_argument("--address", default=None, help="Ray address (default: the base pipeline's)")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs")
+    p.add_argument("--no-shared-teacher", action="store_true",
+                   help="every run starts its own teacher (default: runs that share a teacher use one "
+                        "teacher service, built once for the sweep)")
     p.add_argument("--no-token-map", action="store_true", help="skip the entropy-divergence scatter")
     p.set_defaults(handler=handle)
 
@@ -29,7 +32,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.report_only:
         records = read_results(loaded.report_dir / "results.jsonl")
     else:
-        records = run_sweep(loaded, address=args.address)
+        records = run_sweep(loaded, address=args.address, shared_teacher=not args.no_shared_teacher)
     token_map = None
     notes = ""
     start_accuracy = None

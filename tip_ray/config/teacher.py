@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from tip_ray.config.base import Strict
 from tip_ray.config.numbers import FieldValueError
 from tip_ray.config.teacher_server import ServerTeacher, check_server_limit
+from tip_ray.config.teacher_service import ServiceTeacher
 
 
 class HiddenSignal(Strict):
@@ -48,7 +49,9 @@ class VLLMTeacher(Strict):
     type: Literal["vllm"]
 
 
-TeacherBackend = Annotated[Union[HFTeacher, VLLMTeacher, ServerTeacher], Field(discriminator="type")]
+TeacherBackend = Annotated[
+    Union[HFTeacher, VLLMTeacher, ServerTeacher, ServiceTeacher], Field(discriminator="type")
+]
 
 
 class TeacherConfig(Strict):
@@ -56,7 +59,8 @@ class TeacherConfig(Strict):
     num_scorers: int = Field(default=1, gt=0, description="Teacher replicas that score.")
     backend: TeacherBackend = Field(
         default_factory=HFTeacher,
-        description="hf, vllm (top-k form only) or server: an external `vllm serve` (top-k form only).",
+        description="hf, vllm (top-k form only), server: an external `vllm serve` (top-k form only), or "
+                    "service: a shared teacher service on the cluster (`tip-ray teacher serve`).",
     )
     micro_batch_size: int = Field(default=16, gt=0, description="Sequences per teacher forward (per request to a server).")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tip_ray.pipeline.metrics import read_metrics
 from tip_ray.pipeline.step_row import quadrant_column
+from tip_ray.sweep.shared_teacher import SweepTeacher, service_override, shared_teacher_reason
 from tip_ray.sweep.spec import LoadedSweep
 from tip_ray.tip.taxonomy import QUADRANTS
 
@@ -73,11 +74,13 @@ def record_from_run(label: str, rule: str, ratio: float, seed: int, summary, run
     )
 
 
-def run_sweep(loaded: LoadedSweep, *, address: str | None = None, log=print) -> list[RunRecord]:
+def run_sweep(loaded: LoadedSweep, *, address: str | None = None, log=print,
+              shared_teacher: bool = True) -> list[RunRecord]:
+    """Run what is not done yet. With `shared_teacher`, runs that share a teacher score with one
+    teacher service built once for the sweep (sweep.shared_teacher) instead of one each."""
     import ray
 
     from tip_ray.pipeline.ray_lifecycle import init_ray
-    from tip_ray.pipeline.supervisor import run_pipeline
 
     report_dir = loaded.report_dir
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -88,22 +91,35 @@ def run_sweep(loaded: LoadedSweep, *, address: str | None = None, log=print) -> 
     log(f"sweep {loaded.path.name}: {len(todo)} runs to do, {len(done)} already done")
     started = init_ray(loaded.base, address)
     try:
-        for index, (run, seed) in enumerate(todo, start=1):
-            config = loaded.run_config(run, seed)
-            run_dir = Path(config.logging.run_dir)
-            if (run_dir / "metrics.jsonl").exists():
-                (run_dir / "metrics.jsonl").unlink()  # an unfinished earlier attempt: start it over
-            begin = time.perf_counter()
-            summary = run_pipeline(config)
-            record = record_from_run(run.label, run.rule.type, run.rule.ratio, seed, summary, run_dir)
-            with results_path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(asdict(record)) + "\n")
-            log(
-                f"[{index}/{len(todo)}] {run.label} seed {seed}: accuracy "
-                f"{record.initial_accuracy} -> {record.final_accuracy}, {record.tokens_trained} tokens, "
-                f"{time.perf_counter() - begin:.0f} s"
-            )
+        why_not = shared_teacher_reason([loaded.run_config(run, seed) for run, seed in todo]) if todo else "no runs"
+        if shared_teacher and why_not is None:
+            with SweepTeacher(loaded.run_config(*todo[0]), log=log) as teacher:
+                _run_each(loaded, todo, results_path, log, service_override(teacher.name))
+        else:
+            if shared_teacher and todo:
+                log(f"each run starts its own teacher: {why_not}")
+            _run_each(loaded, todo, results_path, log, None)
     finally:
         if started:
             ray.shutdown()
     return read_results(results_path)
+
+
+def _run_each(loaded: LoadedSweep, todo: list, results_path: Path, log, teacher_override: dict | None) -> None:
+    from tip_ray.pipeline.supervisor import run_pipeline
+
+    for index, (run, seed) in enumerate(todo, start=1):
+        config = loaded.run_config(run, seed, teacher_override)
+        run_dir = Path(config.logging.run_dir)
+        if (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").unlink()  # an unfinished earlier attempt: start it over
+        begin = time.perf_counter()
+        summary = run_pipeline(config)
+        record = record_from_run(run.label, run.rule.type, run.rule.ratio, seed, summary, run_dir)
+        with results_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(asdict(record)) + "\n")
+        log(
+            f"[{index}/{len(todo)}] {run.label} seed {seed}: accuracy "
+            f"{record.initial_accuracy} -> {record.final_accuracy}, {record.tokens_trained} tokens, "
+            f"{time.perf_counter() - begin:.0f} s"
+        )

@@ -73,14 +73,16 @@ class LoadedSweep(BaseModel):
             merged = deep_merge(merged, dotted(key, value))
         return merged
 
-    def run_config(self, run: SweepRun, seed: int) -> PipelineConfig:
-        """The pipeline of one (variant, seed), validated."""
+    def run_config(self, run: SweepRun, seed: int, extra: dict | None = None) -> PipelineConfig:
+        """The pipeline of one (variant, seed), validated; `extra` is merged over it last."""
         override = deep_merge(self.overrides(), {
             "name": f"{self.base.name}-{run.label}-s{seed}",
             "selection": {"rule": run.rule.model_dump()},
             "train": {"seed": seed},
             "logging": {"run_dir": str(self.runs_dir / f"{run.label}-s{seed}"), "progress": False},
         })
+        if extra:
+            override = deep_merge(override, extra)
         return load_pipeline(self.base_path, override)
 
 
