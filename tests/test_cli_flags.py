@@ -15,7 +15,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "": ((), ("--debug",)),
     "run": (("pipeline",), ("--address", "--resume", "--run-dir", "--set")),
     "validate": (("pipeline",), ("--schema-only", "--set", "--strict")),
-    "demo": ((), ("--pipeline", "--run-dir", "--set")),
+    "demo": ((), ("--pipeline", "--run-dir", "--set", "--task")),
     "eval": ((), ("--backend", "--batch-size", "--benchmark", "--chat-template", "--grade-timeout",
                   "--hf-dataset", "--limit", "--max-new-tokens", "--model", "--out", "--path", "--samples",
                   "--seed", "--temperature", "-n")),

@@ -12,6 +12,7 @@ from tests.pipeline_doc import tiny_pipeline_doc
 from tip_ray.config import load_pipeline
 from tip_ray.data.prompts import EncodedPrompt, PromptSampler
 from tip_ray.pipeline.batches import make_prompt_batch
+from tip_ray.pipeline.actors import StageActors
 from tip_ray.pipeline.controller import Controller, InFlight
 from tip_ray.weights import WeightVersion
 
@@ -41,7 +42,8 @@ def test_positions_stay_bounded_and_checkpoints_resume_from_the_next_batch(tmp_p
     path.write_text(yaml.safe_dump(doc))
     config = load_pipeline(path)
     prompts = [EncodedPrompt(row=i, ids=(i + 1,), answer=None) for i in range(num_prompts)]
-    controller = ScheduleOnly(SimpleNamespace(config=config), actors=None,
+    no_actors = StageActors(rollouts=[], scorers=[], selector=None, learners=[])  # never called here
+    controller = ScheduleOnly(SimpleNamespace(config=config), actors=no_actors,
                               sampler=PromptSampler(prompts, seed=3, shuffle=True))
     # Where a run that continues at step s must sample from: the sampler after s batches.
     reference = PromptSampler(prompts, seed=3, shuffle=True)

@@ -146,11 +146,20 @@ def test_example_refuses_a_missing_pipeline(tmp_path, capsys):
     assert "not found" in user_error(["example", "--pipeline", str(tmp_path / "none.yaml")], capsys)
 
 
+def test_teacher_refuses_bad_names_counts_and_addresses(tmp_path, capsys):
+    assert "--name" in user_error(["teacher", "serve", "pipelines/demo.yaml", "--name", "a b/c"], capsys)
+    assert "--replicas must be at least 1" in user_error(
+        ["teacher", "serve", "pipelines/demo.yaml", "--name", "t", "--replicas", "0"], capsys)
+    assert "file not found" in user_error(["teacher", "serve", str(tmp_path / "none.yaml"), "--name", "t"], capsys)
+    assert "lives on a running Ray cluster" in user_error(["teacher", "status", "--address", "local"], capsys)
+
+
 def test_every_subcommand_is_covered_by_this_file():
     """A new subcommand must be added to the tests above."""
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    covered = {"run", "validate", "demo", "eval", "sweep", "submit", "status", "logs", "stop", "report", "models", "example"}
+    covered = {"run", "validate", "demo", "eval", "sweep", "submit", "status", "logs", "stop", "report", "models", "example",
+               "teacher"}
     assert set(sub.choices) == covered, set(sub.choices) ^ covered
     assert set(COMMANDS) <= covered | {"jobs"}
 

@@ -66,6 +66,7 @@ def test_a_missing_service_fails_or_is_waited_for(ray_local, tiny_pair, demo_pro
     assert time.monotonic() - begin >= 2
 
 
+@pytest.mark.slow  # 20-36 s each: the default suite keeps the cheaper service tests
 def test_the_service_outlives_a_client_that_dies_mid_request(served, ray_local):
     import ray
 
@@ -138,6 +139,7 @@ def test_two_runs_at_once_get_their_own_teachers_scores_in_turn(served):
     assert order.index("run-b") < len(order) - 1 - order[::-1].index("run-a"), f"run B waited for all of A: {order}"
 
 
+@pytest.mark.slow  # 20-36 s each: the default suite keeps the cheaper service tests
 @pytest.mark.parametrize("max_restarts", [-1, 0], ids=["restarted", "fails-clearly"])
 def test_a_replica_killed_mid_request(served, max_restarts):
     import ray
@@ -163,6 +165,7 @@ def test_a_replica_killed_mid_request(served, max_restarts):
     assert status["constructions"] == 2 and status["served"] == {"run": 1}, status  # scored once for the run
 
 
+@pytest.mark.slow  # 20-36 s each: the default suite keeps the cheaper service tests
 def test_a_service_gone_mid_run_fails_or_is_waited_for(served, tiny_pair, demo_prompts, tmp_path):
     import threading
 
