@@ -26,7 +26,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -118,10 +118,10 @@ class DemoModels:
     student_accuracy: float
 
 
-def default_cache_dir() -> Path:
-    """``${XDG_CACHE_HOME:-~/.cache}/tip-ray/demo-v1``."""
+def default_cache_dir(version: str = CACHE_VERSION) -> Path:
+    """``${XDG_CACHE_HOME:-~/.cache}/tip-ray/<version>`` (demo-v1 by default)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "tip-ray" / CACHE_VERSION
+    return Path(base).expanduser() / "tip-ray" / version
 
 
 def training_threads() -> int:
@@ -142,7 +142,11 @@ def training_threads() -> int:
     return 1
 
 
-def _encode_batch(tokenizer: PreTrainedTokenizerBase, problems: list[task.ArithmeticProblem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""Right-padded (input_ids, attention_mask, labels) of one training step."""
+
+
+def _encode_batch(tokenizer: PreTrainedTokenizerBase, problems: list[task.ArithmeticProblem]) -> Batch:
     """Right-padded (input_ids, attention_mask, labels), each [batch, T] int64; labels are -100
     on the prompt and padding so only the solution and its <eos> are learned."""
     prompts = tokenizer([p.prompt for p in problems])["input_ids"]
@@ -185,12 +189,26 @@ def sft_train(
     settings: SFTSettings,
     desc: str = "sft",
     progress: bool = True,
+    make_batch: Callable[[random.Random], Batch] | None = None,
+    check: Callable[[], float] | None = None,
 ) -> SFTOutcome:
-    """Train ``model`` in place on generated task solutions (teacher forcing, loss on the solution)."""
+    """Train ``model`` in place on generated task solutions (teacher forcing, loss on the solution).
+
+    By default on the arithmetic task: ``make_batch`` draws ``settings.batch_size`` problems from
+    the run's generator and encodes them, ``check`` is greedy accuracy on the validation split.
+    Another task passes its own (the tool-using pair: episodes, and accuracy through the driver).
+    """
     rng = random.Random(settings.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.98), weight_decay=0.0)
     checking = settings.target_accuracy is not None
-    validation = task.make_problems(settings.check_size, task.VALIDATION_SEED) if checking else []
+    if make_batch is None:
+        def make_batch(rng: random.Random) -> Batch:
+            return _encode_batch(tokenizer, [task.make_problem(rng) for _ in range(settings.batch_size)])
+    if checking and check is None:
+        validation = task.make_problems(settings.check_size, task.VALIDATION_SEED)
+
+        def check() -> float:
+            return _accuracy_on(model, tokenizer, validation)
     model.train()
     recent: list[float] = []
     accuracy: float | None = None
@@ -199,8 +217,7 @@ def sft_train(
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(settings, step)
-        batch = [task.make_problem(rng) for _ in range(settings.batch_size)]
-        input_ids, attention_mask, labels = _encode_batch(tokenizer, batch)
+        input_ids, attention_mask, labels = make_batch(rng)
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -211,7 +228,7 @@ def sft_train(
         if step % 10 == 0:
             bar.set_postfix(loss=f"{recent[-1]:.4f}", **({} if accuracy is None else {"acc": f"{accuracy:.0%}"}))
         if checking and steps_taken >= settings.check_from and steps_taken % settings.check_every == 0:
-            accuracy = _accuracy_on(model, tokenizer, validation)
+            accuracy = check()
             model.train()
             if accuracy >= settings.target_accuracy:
                 break
@@ -247,7 +264,7 @@ def _models_from(root: Path, marker: dict) -> DemoModels:
     )
 
 
-def _recipe_record(recipe: DemoRecipe) -> dict:
+def _recipe_record(recipe) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(recipe)))
 
 
@@ -300,28 +317,23 @@ def _cache_root(cache_dir: str | Path | None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
 
 
-def cached_demo_models(cache_dir: str | Path | None = None, recipe: DemoRecipe = DEFAULT_RECIPE) -> DemoModels | None:
-    """The cached demo models when the cache is complete and built from `recipe`; never builds."""
-    root = _cache_root(cache_dir)
+def cached_models(root: Path, recipe) -> DemoModels | None:
+    """The pair cached in `root` when the cache is complete and built from `recipe`; never builds."""
     marker = _read_marker(root)
     if marker is not None and marker.get("recipe") == _recipe_record(recipe):
         return _models_from(root, marker)
     return None
 
 
-def ensure_demo_models(
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    recipe: DemoRecipe = DEFAULT_RECIPE,
-) -> DemoModels:
-    """The cached demo models, built first when the cache is missing, incomplete or from another recipe."""
-    root = _cache_root(cache_dir)
-    cached = cached_demo_models(root, recipe)
+def build_into_cache(root: Path, recipe, build: Callable[[Path], dict]) -> DemoModels:
+    """The pair cached in `root`, built first by ``build(folder) -> marker record`` when missing,
+    incomplete or from another recipe: in a staging folder, under a file lock, renamed into place
+    after the marker is written, so that a half-written cache is never used."""
+    cached = cached_models(root, recipe)
     if cached is not None:
         return cached
-
     with exclusive_lock(root.parent / f".{root.name}.lock"):
-        cached = cached_demo_models(root, recipe)  # another process may have finished it meanwhile
+        cached = cached_models(root, recipe)  # another process may have finished it meanwhile
         if cached is not None:
             return cached
         if root.exists():
@@ -337,7 +349,7 @@ def ensure_demo_models(
         staging = root.parent / f".{root.name}.partial-{os.getpid()}"
         staging.mkdir(parents=True)
         try:
-            record = build_demo_models(staging, recipe, progress)
+            record = build(staging)
             (staging / MARKER_FILE).write_text(json.dumps(record, indent=2) + "\n")
             if root.exists():  # incomplete or built from another recipe
                 shutil.rmtree(root)
@@ -345,3 +357,17 @@ def ensure_demo_models(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return _models_from(root, record)
+
+
+def cached_demo_models(cache_dir: str | Path | None = None, recipe: DemoRecipe = DEFAULT_RECIPE) -> DemoModels | None:
+    """The cached demo models when the cache is complete and built from `recipe`; never builds."""
+    return cached_models(_cache_root(cache_dir), recipe)
+
+
+def ensure_demo_models(
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    recipe: DemoRecipe = DEFAULT_RECIPE,
+) -> DemoModels:
+    """The cached demo models, built first when the cache is missing, incomplete or from another recipe."""
+    return build_into_cache(_cache_root(cache_dir), recipe, lambda folder: build_demo_models(folder, recipe, progress))

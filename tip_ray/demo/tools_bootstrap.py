@@ -15,11 +15,6 @@ COMPLETE.json``, written like the demo cache (staging folder, marker, rename, fi
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +23,19 @@ import torch
 from tqdm.auto import tqdm
 
 from tip_ray.demo.bootstrap import (
-    MARKER_FILE,
     DemoModels,
     SFTSettings,
-    _learning_rate,
+    _recipe_record,
+    build_into_cache,
+    cached_models,
     ensure_demo_models,
+    sft_train,
     training_threads,
 )
 from tip_ray.envs.driver import MultiTurnDriver
 from tip_ray.envs.episode import ToolLimits
 from tip_ray.envs.template import ToolMessageRenderer
-from tip_ray.models.cache import exclusive_lock, torch_threads
+from tip_ray.models.cache import torch_threads
 from tip_ray.models.loading import load_causal_lm
 from tip_ray.models.tiny import build_char_tokenizer, save_model, save_tokenizer
 from tip_ray.rollout.backend import SamplingRequest
@@ -83,8 +80,9 @@ DEFAULT_TOOLS_RECIPE = ToolsRecipe()
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "tip-ray" / CACHE_VERSION
+    from tip_ray.demo.bootstrap import default_cache_dir as cache_dir
+
+    return cache_dir(CACHE_VERSION)
 
 
 def build_tools_tokenizer():
@@ -146,33 +144,13 @@ def fine_tune(model, tokenizer, settings: SFTSettings, desc: str, progress: bool
     """Teacher-forced training on solved episodes (loss on model-written tokens only); returns the
     steps taken and the last check's validation accuracy."""
     renderer = ToolMessageRenderer(tokenizer, TOOL_LIMITS.max_tool_response_tokens)
-    rng = random.Random(settings.seed)
     validation = prices.make_problems(settings.check_size, prices.VALIDATION_SEED)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.98), weight_decay=0.0)
-    accuracy = None
-    taken = 0
-    bar = tqdm(range(settings.steps), desc=desc, disable=not progress, unit="step")
-    for step in bar:
-        model.train()
-        for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(settings, step)
-        input_ids, attention, labels = _batch(tokenizer, renderer, [prices.make_problem(rng) for _ in range(settings.batch_size)])
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        taken = step + 1
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}", **({} if accuracy is None else {"acc": f"{accuracy:.0%}"}))
-        if settings.target_accuracy is not None and taken >= settings.check_from and taken % settings.check_every == 0:
-            model.eval()
-            accuracy = episode_accuracy(model, tokenizer, validation)
-            if accuracy >= settings.target_accuracy:
-                break
-    bar.close()
-    model.eval()
-    return taken, accuracy
+    outcome = sft_train(
+        model, tokenizer, settings, desc=desc, progress=progress,
+        make_batch=lambda rng: _batch(tokenizer, renderer, [prices.make_problem(rng) for _ in range(settings.batch_size)]),
+        check=lambda: episode_accuracy(model, tokenizer, validation),
+    )
+    return outcome.steps, outcome.validation_accuracy
 
 
 def _grown(path: Path, tokenizer):
@@ -188,7 +166,7 @@ def build_tools_models(out_dir: Path, demo: DemoModels, recipe: ToolsRecipe = DE
     tokenizer = build_tools_tokenizer()
     save_tokenizer(tokenizer, out_dir / "tokenizer")
     held_out = prices.make_problems(recipe.eval_size, prices.EVAL_SEED)
-    record: dict = {"recipe": json.loads(json.dumps(dataclasses.asdict(recipe)))}
+    record: dict = {"recipe": _recipe_record(recipe)}
     threads = training_threads()
     with torch_threads(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -209,48 +187,20 @@ def build_tools_models(out_dir: Path, demo: DemoModels, recipe: ToolsRecipe = DE
     return record
 
 
-def _models_from(root: Path, marker: dict) -> DemoModels:
-    return DemoModels(tokenizer_path=root / "tokenizer", teacher_path=root / "teacher", student_path=root / "student",
-                      teacher_accuracy=float(marker["teacher_accuracy"]), student_accuracy=float(marker["student_accuracy"]))
-
-
 def _root(cache_dir: str | Path | None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
 
 
 def cached_tools_models(cache_dir: str | Path | None = None, recipe: ToolsRecipe = DEFAULT_TOOLS_RECIPE) -> DemoModels | None:
-    root = _root(cache_dir)
-    marker = root / MARKER_FILE
-    if not marker.is_file():
-        return None
-    record = json.loads(marker.read_text())
-    if record.get("recipe") != json.loads(json.dumps(dataclasses.asdict(recipe))):
-        return None
-    return _models_from(root, record)
+    return cached_models(_root(cache_dir), recipe)
 
 
 def ensure_tools_models(cache_dir: str | Path | None = None, progress: bool = True,
                         recipe: ToolsRecipe = DEFAULT_TOOLS_RECIPE) -> DemoModels:
     """The cached tool-using pair, built first (from the demo pair, built first too) when missing."""
     root = _root(cache_dir)
-    cached = cached_tools_models(root, recipe)
+    cached = cached_models(root, recipe)
     if cached is not None:
         return cached
     demo = ensure_demo_models(progress=progress)
-    with exclusive_lock(root.parent / f".{root.name}.lock"):
-        cached = cached_tools_models(root, recipe)
-        if cached is not None:
-            return cached
-        for stale in root.parent.glob(f".{root.name}.partial-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = root.parent / f".{root.name}.partial-{os.getpid()}"
-        staging.mkdir(parents=True)
-        try:
-            record = build_tools_models(staging, demo, recipe, progress)
-            (staging / MARKER_FILE).write_text(json.dumps(record, indent=2) + "\n")
-            if root.exists():
-                shutil.rmtree(root)
-            staging.rename(root)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return _models_from(root, record)
+    return build_into_cache(root, recipe, lambda folder: build_tools_models(folder, demo, recipe, progress))
