@@ -54,15 +54,22 @@ class PipelineConfig(Strict):
         return refuse_stray_beta(value)
 
     def _tool_task_has_its_tools(self, needs_eval) -> None:
-        """The prices task cannot be solved without its tool: refuse a run that would not offer it."""
+        """A generated task that needs a tool environment (its registry entry names it) cannot be
+        solved without it: refuse a run whose data or evaluation asks for the task without it."""
+        from tip_ray.eval.benchmarks import benchmark_info
+        from tip_ray.tasks.registry import get_task
+
         environment = self.rollout.environment
         offered = getattr(environment, "name", None)
-        for place, wanted in (("data.task", getattr(self.data, "task", None)),
-                              ("eval.benchmark", self.eval.benchmark if needs_eval else None)):
-            if wanted == "prices" and offered != "prices":
+        for place, wanted, task in (
+            ("data.task", getattr(self.data, "task", None), getattr(self.data, "task", None)),
+            ("eval.benchmark", self.eval.benchmark, benchmark_info(self.eval.benchmark).task if needs_eval else None),
+        ):
+            needed = get_task(task).environment if task else None
+            if needed and offered != needed:
                 raise ValueError(
-                    f"{place} 'prices' needs its tool: set rollout.environment to "
-                    f"{{type: tools, name: prices}} (it is {environment.type!r}"
+                    f"{place} {wanted!r} needs its tool: set rollout.environment to "
+                    f"{{type: tools, name: {needed}}} (it is {environment.type!r}"
                     f"{f' named {offered!r}' if offered else ''})"
                 )
 
@@ -70,8 +77,10 @@ class PipelineConfig(Strict):
     def _cross_checks(self) -> "PipelineConfig":
         check_teachers(self)
         needs_eval = self.eval.every_steps or self.eval.at_start
-        generated = ("demo", "prices")
-        if needs_eval and self.eval.benchmark not in generated and not (self.eval.path or self.eval.hf_dataset):
+        from tip_ray.eval.benchmarks import benchmark_info
+
+        generated = benchmark_info(self.eval.benchmark).task is not None
+        if needs_eval and not generated and not (self.eval.path or self.eval.hf_dataset):
             raise ValueError(
                 f"eval.benchmark {self.eval.benchmark!r} needs eval.path (a local JSONL file) "
                 f"or eval.hf_dataset"
