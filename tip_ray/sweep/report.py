@@ -36,37 +36,59 @@ def paired_table(groups: dict[str, list[RunRecord]], baseline: str, start: float
     """Each variant against `baseline` within a seed (a seed fixes the prompts and the first
     rollouts of every variant, so these differences are far less noisy than the spread across
     seeds), and the share of the baseline's gain over `start` (the accuracy before training)."""
-    base = {r.seed: r.final_accuracy for r in groups.get(baseline, []) if r.final_accuracy is not None}
+    return _paired(groups, baseline, lambda r: r.final_accuracy, "accuracy",
+                   (lambda r: start) if start is not None else None, "share of the gain")
+
+
+def paired_kl_table(groups: dict[str, list[RunRecord]], baseline: str) -> list[str]:
+    """The same pairing on the held-out reverse KL (lower is better), with each variant's share
+    of the baseline's reduction of it."""
+    return _paired(groups, baseline, lambda r: r.final_kl, "held-out reverse KL",
+                   lambda r: r.initial_kl, "share of the reduction")
+
+
+def _paired(groups: dict[str, list[RunRecord]], baseline: str, value, name: str, start_of, share_name: str) -> list[str]:
+    base = {r.seed: r for r in groups.get(baseline, []) if value(r) is not None}
     if not base:
         return []
-    base_mean = statistics.fmean(base.values())
-    header = f"| variant | tokens | Δ accuracy vs {baseline} (per seed) | mean Δ ± std | standard error of mean Δ |"
-    lines = [header + (" share of the gain |" if start is not None else ""),
-             "|---|---|---|---|---|" + ("---|" if start is not None else "")]
+    header = f"| variant | tokens | Δ {name} vs {baseline} (per seed) | mean Δ ± std | standard error of mean Δ |"
+    lines = [header + (f" {share_name} |" if start_of is not None else ""),
+             "|---|---|---|---|---|" + ("---|" if start_of is not None else "")]
     for label, runs in groups.items():
         if label == baseline:
             continue
-        pairs = sorted((r.seed, r.final_accuracy - base[r.seed]) for r in runs
-                       if r.final_accuracy is not None and r.seed in base)
-        if not pairs:
+        paired = sorted((r.seed, r) for r in runs if value(r) is not None and r.seed in base)
+        if not paired:
             continue
-        mean, sd = mean_std([d for _, d in pairs])
+        deltas = [value(r) - value(base[seed]) for seed, r in paired]
+        mean, sd = mean_std(deltas)
         share, _ = mean_std([r.tokens_trained / max(r.response_tokens, 1) for r in runs])
-        per_seed = " / ".join(f"{d:+.3f} (s{seed})" for seed, d in pairs)
-        standard_error = sd / len(pairs) ** 0.5 if len(pairs) > 1 else float("nan")
+        per_seed = " / ".join(f"{d:+.3f} (s{seed})" for (seed, _), d in zip(paired, deltas))
+        standard_error = sd / len(deltas) ** 0.5 if len(deltas) > 1 else float("nan")
         row = f"| {label} | {share:.0%} | {per_seed} | {mean:+.3f} ± {sd:.3f} | {_num(standard_error)} |"
-        if start is not None:
-            gained = statistics.fmean(base[s] + d for s, d in pairs) - start
-            row += f" {gained / (base_mean - start):.0%} |" if base_mean != start else " — |"
+        if start_of is not None:
+            starts = [start_of(base[seed]) for seed, _ in paired]
+            if any(v is None for v in starts):
+                row += " — |"
+            else:
+                # Both gains are measured from the same start on the same seeds.
+                base_gain = statistics.fmean(value(base[seed]) - v for (seed, _), v in zip(paired, starts))
+                gain = statistics.fmean(value(r) - v for (_, r), v in zip(paired, starts))
+                row += f" {gain / base_gain:.0%} |" if base_gain else " — |"
         lines.append(row)
     return lines
 
 
 def table(groups: dict[str, list[RunRecord]], start: float | None = None) -> list[str]:
+    runs_all = [r for runs in groups.values() for r in runs]
+    with_kl = any(r.final_kl is not None for r in runs_all)
+    with_accuracy = start is not None or any(r.final_accuracy is not None for r in runs_all)
+    kl_head, kl_rule = (" held-out reverse KL before | after (mean ± std) |", "---|---|") if with_kl else ("", "")
+    acc_head, acc_rule = (" student accuracy before | after (mean ± std) |", "---|---|") if with_accuracy else ("", "")
     lines = [
-        "| variant | seeds | student accuracy before | after (mean ± std) | tokens trained | "
+        f"| variant | seeds |{acc_head}{kl_head} tokens trained | "
         "share of sampled | peak learner MiB | wall s | Q1 | Q2 | Q3 | Q4 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"|---|---|{acc_rule}{kl_rule}---|---|---|---|---|---|---|---|",
     ]
     for label, runs in groups.items():
         before, _ = mean_std([r.initial_accuracy for r in runs])
@@ -78,8 +100,13 @@ def table(groups: dict[str, list[RunRecord]], start: float | None = None) -> lis
         peak, _ = mean_std([r.peak_learner_mib for r in runs])
         wall, _ = mean_std([r.wall_seconds for r in runs])
         quads = [mean_std([r.quadrant_shares[f"q{q}"] for r in runs])[0] for q in QUADRANTS]
+        measured = f" {_num(before)} | {after:.3f} ± {after_sd:.3f} |" if with_accuracy else ""
+        if with_kl:
+            kl_before, _ = mean_std([r.initial_kl for r in runs])
+            kl_after, kl_sd = mean_std([r.final_kl for r in runs])
+            measured += f" {_num(kl_before)} | {kl_after:.3f} ± {kl_sd:.3f} |"
         lines.append(
-            f"| {label} | {len(runs)} | {_num(before)} | {after:.3f} ± {after_sd:.3f} | {tokens:,.0f} | "
+            f"| {label} | {len(runs)} |{measured} {tokens:,.0f} | "
             f"{share:.0%} | {peak:.0f} | {wall:.0f} | " + " | ".join(f"{q:.0%}" for q in quads) + " |"
         )
     return lines
@@ -163,26 +190,35 @@ def write_report(records: Sequence[RunRecord], order: Sequence[str], report_dir:
     """`start_accuracy`: the student's accuracy before any training, when every run starts
     from the same student (the demo); fills the table's "before" column and the gain shares."""
     groups = group(records, order)
-    plot_accuracy_vs_tokens(groups, report_dir / "accuracy_vs_tokens.png")
-    lines = [
-        "# Sweep report",
-        "",
-        f"Produced by: `{command}`",
-        "",
-        "Student accuracy is greedy accuracy on the held-out evaluation set of the run's benchmark "
-        "(before = at step 0, after = at the last step). Tokens trained = selected tokens summed over "
-        "the run. Peak learner memory is the learner rank's peak resident set (CPU) or allocator peak "
-        "(GPU). Quadrant shares are the mean over steps of each quadrant's share of response tokens "
-        "(batch-median cut lines).",
+    with_accuracy = start_accuracy is not None or any(r.final_accuracy is not None for r in records)
+    with_kl = any(r.final_kl is not None for r in records)
+    lines = ["# Sweep report", "", f"Produced by: `{command}`", ""]
+    if with_accuracy:
+        lines.append("Student accuracy is greedy accuracy on the held-out evaluation set of the run's benchmark "
+                     "(before = at step 0, after = at the last step).")
+    if with_kl:
+        lines.append("Held-out reverse KL is KL(student || teacher) in nats per token, on the student's own "
+                     "samples of held-out prompts (before = the student every run starts from, sampled with the "
+                     "run's seed; after = the run's final model); lower is closer to the teacher.")
+    lines += [
+        "Tokens trained = selected tokens summed over the run. Peak learner memory is the learner rank's peak "
+        "resident set (CPU) or allocator peak (GPU). Quadrant shares are the mean over steps of each quadrant's "
+        "share of response tokens, under the run's quadrant cut lines (`selection.metrics_cuts`).",
         "",
         *table(groups, start_accuracy),
         "",
-        "![accuracy vs tokens](accuracy_vs_tokens.png)",
-        "",
     ]
-    paired = paired_table(groups, order[0], start_accuracy) if order else []
-    if paired:
-        lines += [f"Paired by seed against `{order[0]}` (the first variant):", "", *paired, ""]
+    if with_accuracy:
+        plot_accuracy_vs_tokens(groups, report_dir / "accuracy_vs_tokens.png")
+        lines += ["![accuracy vs tokens](accuracy_vs_tokens.png)", ""]
+        paired = paired_table(groups, order[0], start_accuracy) if order else []
+        if paired:
+            lines += [f"Paired by seed against `{order[0]}` (the first variant):", "", *paired, ""]
+    if with_kl:
+        paired = paired_kl_table(groups, order[0]) if order else []
+        if paired:
+            lines += [f"Held-out reverse KL paired by seed against `{order[0]}` (negative Δ: closer to the "
+                      "teacher than it):", "", *paired, ""]
     if token_map is not None:
         plot_token_map(token_map, report_dir / "token_map.png")
         lines += ["![entropy vs divergence](token_map.png)", "",

@@ -33,6 +33,9 @@ class RunRecord:
     wall_seconds: float
     quadrant_shares: dict[str, float]  # mean over steps of each quadrant's share of response tokens
     curve: list[tuple[int, float]]  # (selected tokens trained so far, eval accuracy)
+    # Held-out reverse KL to the teacher (nats per token), when the sweep measures it.
+    initial_kl: float | None = None
+    final_kl: float | None = None
 
 
 def read_results(path: Path) -> list[RunRecord]:
@@ -47,7 +50,8 @@ def read_results(path: Path) -> list[RunRecord]:
     return records
 
 
-def record_from_run(label: str, rule: str, ratio: float, seed: int, summary, run_dir: Path) -> RunRecord:
+def record_from_run(label: str, rule: str, ratio: float, seed: int, summary, run_dir: Path,
+                    kl: tuple[float, float] | None = None) -> RunRecord:
     rows = read_metrics(run_dir)
     evals = dict(summary.evals)
     cumulative = {0: 0}
@@ -71,6 +75,8 @@ def record_from_run(label: str, rule: str, ratio: float, seed: int, summary, run
         wall_seconds=summary.wall_seconds,
         quadrant_shares=shares,
         curve=[(cumulative.get(step, total), acc) for step, acc in sorted(evals.items())],
+        initial_kl=kl[0] if kl else None,
+        final_kl=kl[1] if kl else None,
     )
 
 
@@ -107,19 +113,25 @@ def run_sweep(loaded: LoadedSweep, *, address: str | None = None, log=print,
 
 def _run_each(loaded: LoadedSweep, todo: list, results_path: Path, log, teacher_override: dict | None) -> None:
     from tip_ray.pipeline.supervisor import run_pipeline
+    from tip_ray.sweep.heldout import HeldoutKLMeasure
 
+    heldout = loaded.spec.heldout_kl and HeldoutKLMeasure(loaded.spec.heldout_kl, loaded.base, loaded.report_dir)
     for index, (run, seed) in enumerate(todo, start=1):
         config = loaded.run_config(run, seed, teacher_override)
         run_dir = Path(config.logging.run_dir)
         if (run_dir / "metrics.jsonl").exists():
             (run_dir / "metrics.jsonl").unlink()  # an unfinished earlier attempt: start it over
         begin = time.perf_counter()
+        own_teacher = loaded.run_config(run, seed)  # the teacher's folder, even when a service scores
+        kl_before = heldout.before(own_teacher, seed) if heldout else None
         summary = run_pipeline(config)
-        record = record_from_run(run.label, run.rule.type, run.rule.ratio, seed, summary, run_dir)
+        kl = None
+        if heldout:  # load_sweep made sure every run exports its final model
+            kl = (kl_before, heldout.after(summary.final_model, own_teacher, seed))
+        record = record_from_run(run.label, run.rule.type, run.rule.ratio, seed, summary, run_dir, kl)
         with results_path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(asdict(record)) + "\n")
-        log(
-            f"[{index}/{len(todo)}] {run.label} seed {seed}: accuracy "
-            f"{record.initial_accuracy} -> {record.final_accuracy}, {record.tokens_trained} tokens, "
-            f"{time.perf_counter() - begin:.0f} s"
-        )
+        measured = (f"held-out reverse KL {record.initial_kl:.3f} -> {record.final_kl:.3f}" if kl else
+                    f"accuracy {record.initial_accuracy} -> {record.final_accuracy}")
+        log(f"[{index}/{len(todo)}] {run.label} seed {seed}: {measured}, {record.tokens_trained} tokens, "
+            f"{time.perf_counter() - begin:.0f} s")

@@ -8,6 +8,9 @@
         - {label: all, rule: {type: all}}
         - {label: soft_or-50, rule: {type: soft_or, ratio: 0.5}}
       report_dir: docs/sweeps/demo     # relative to the working directory
+      heldout_kl:                      # optional: also measure KL(student || teacher) held out
+        prompts: data/math500/heldout.jsonl
+        num_prompts: 16
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ class SweepRun(Strict):
     rule: SelectionRule = Field(description="The selection rule (and its ratio) of this variant.")
 
 
+class HeldoutKLSpec(Strict):
+    """Reverse KL, KL(student || teacher) per token, on the student's own samples of held-out
+    prompts: before distillation (once per seed) and after each run. For real pairs, where no
+    checker scores the student, this is how far it still is from its teacher."""
+
+    prompts: str = Field(description="JSONL of held-out prompts, relative to the working directory.")
+    field: str = Field(default="problem", description="Prompt field of each row.")
+    num_prompts: int = Field(default=16, gt=0, description="Prompts used (the file's first ones).")
+    samples_per_prompt: int = Field(default=1, gt=0, description="Student samples per prompt.")
+    max_new_tokens: int | None = Field(
+        default=None, gt=0, description="Tokens per sample (default: the pipeline's rollout.sampling.max_new_tokens)."
+    )
+
+
 class SweepSpec(Strict):
     base: str = Field(description="Base pipeline YAML, relative to the sweep file.")
     seeds: list[int] = Field(min_length=1, description="Seeds; every variant runs with each.")
@@ -39,6 +56,9 @@ class SweepSpec(Strict):
         default=None, description="Run folders (default runs/sweeps/<sweep file name>), relative to the working directory."
     )
     token_stats_prompts: int = Field(default=64, gt=0, description="Prompts sampled for the h-delta scatter.")
+    heldout_kl: HeldoutKLSpec | None = Field(
+        default=None, description="Also measure the held-out reverse KL to the teacher before and after each run."
+    )
 
     @field_validator("runs")
     @classmethod
@@ -98,6 +118,23 @@ def load_sweep(path: str | Path) -> LoadedSweep:
     base_path = (file.parent / spec.base).resolve()
     loaded = LoadedSweep(path=file, spec=spec, base_path=base_path, base=load_pipeline(base_path))
     # Every (variant, seed) must validate before anything runs.
-    for run in spec.runs:
-        loaded.run_config(run, spec.seeds[0])
+    configs = [loaded.run_config(run, spec.seeds[0]) for run in spec.runs]
+    if spec.heldout_kl is not None:
+        _check_heldout(file, spec.heldout_kl, configs)
     return loaded
+
+
+def _check_heldout(file: Path, heldout: HeldoutKLSpec, configs: list[PipelineConfig]) -> None:
+    import json
+
+    prompts = Path(heldout.prompts).expanduser()
+    if not prompts.is_file():
+        raise ConfigError(f"{file}: sweep.heldout_kl.prompts: {prompts} is not a file (paths are relative to "
+                          "the working directory)")
+    rows = [json.loads(line) for line in prompts.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows or not all(isinstance(r, dict) and isinstance(r.get(heldout.field), str) for r in rows):
+        raise ConfigError(f"{file}: sweep.heldout_kl: every row of {prompts} needs a string field "
+                          f"{heldout.field!r} (set sweep.heldout_kl.field)")
+    if not all(c.checkpoint.export_hf for c in configs):
+        raise ConfigError(f"{file}: sweep.heldout_kl measures each run's final model: set "
+                          "checkpoint.export_hf: true (in the sweep's `set:` or the base pipeline)")
