@@ -83,3 +83,48 @@ def test_hung_and_dead_stages_are_named(ray_local):
     assert time.monotonic() - start < 30
     for actor in (quick, busy):
         ray.kill(actor)
+
+
+@ray.remote(num_cpus=0)
+class Refuses:
+    """A stage whose constructor raises, as one with a bad setting does."""
+
+    def __init__(self, message: str):
+        raise ValueError(message)
+
+    def ready(self) -> str:
+        return "never"
+
+
+def test_a_stage_whose_constructor_raises_is_not_taken_for_a_death(ray_local):
+    from tip_ray.pipeline.faults import StageDied, StageStartFailed
+    from tip_ray.pipeline.waits import wait_stage
+
+    refusing = Refuses.options(max_restarts=3).remote("teacher.path: no such folder\nsecond line")
+    with pytest.raises(StageStartFailed) as caught:
+        wait_stage(refusing.ready.remote(), "teacher", 60.0)
+    # The constructor's own error, not Ray's traceback around it; and not a StageDied, which resumes.
+    assert str(caught.value) == "stage 'teacher' could not start: ValueError: teacher.path: no such folder\nsecond line"
+    assert not isinstance(caught.value, StageDied) and caught.value.stage == "teacher"
+
+
+def test_raised_message_keeps_the_whole_text_when_it_has_no_frames():
+    from tip_ray.pipeline.faults import raised_message
+
+    assert raised_message("plain failure\n") == "plain failure"
+    assert raised_message("ray::A.__init__()\n  File \"x.py\", line 1\n    raise E\nE: bad\n") == "E: bad"
+
+
+@pytest.mark.slow
+def test_a_run_whose_teacher_service_is_missing_stops_at_once(ray_local, tiny_pair, demo_prompts, tmp_path, caplog):
+    from tests.teacher.service_support import service_config
+    from tip_ray.pipeline.faults import StageStartFailed
+    from tip_ray.pipeline.supervisor import run_pipeline
+
+    config = service_config(tiny_pair, demo_prompts, tmp_path, "missing",
+                            backend={"type": "service", "name": "nobody-serves", "on_missing": "fail"})
+    assert config.train.max_resumes > 0
+    caplog.set_level("INFO", logger="tip_ray")
+    with pytest.raises(StageStartFailed, match=r"could not start: .*TeacherServiceMissing: .*'nobody-serves' is not running"):
+        run_pipeline(config, address="local")
+    assert "automatic resume" not in caplog.text

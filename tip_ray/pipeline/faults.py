@@ -40,6 +40,26 @@ class StageDied(TipRayError, RuntimeError):
         return cls(f"stage {stage!r} died: {cause}", stage=stage)
 
 
+class StageStartFailed(TipRayError, RuntimeError):
+    """A stage's actor raised in its constructor (a bad setting, a teacher service that is not
+    there): the same settings would raise again, so the run stops instead of resuming."""
+
+    _fields = ("stage",)
+
+    @classmethod
+    def of(cls, stage: str, cause: BaseException) -> "StageStartFailed":
+        return cls(f"stage {stage!r} could not start: {raised_message(str(cause))}", stage=stage)
+
+
+def raised_message(ray_error: str) -> str:
+    """What the actor's constructor raised ("Type: message"), from the text Ray gives for a failed
+    creation task (its traceback's last frame, then the error); the whole text when it has no frames."""
+    lines = ray_error.rstrip().splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith(" ")]
+    tail = lines[frames[-1] + 1:] if frames else []
+    return "\n".join(tail).strip() or ray_error.strip()
+
+
 class PolicyLagExceeded(TipRayError, RuntimeError):
     """A batch arrived with weights older than max_policy_lag allows (never silently accepted)."""
 

@@ -1,5 +1,6 @@
 """Waiting on stage calls with the stage's name in every error: a call that takes longer than
-train.stage_timeout_s raises StageTimeout, an actor that died for good StageDied."""
+train.stage_timeout_s raises StageTimeout, an actor that died for good StageDied, and one whose
+constructor raised StageStartFailed (not resumed: it would raise again)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import ray
 
-from tip_ray.pipeline.faults import StageDied, StageTimeout
+from tip_ray.pipeline.faults import StageDied, StageStartFailed, StageTimeout
 
 
 def _timeout_error(stage: str, timeout_s: float) -> StageTimeout:
@@ -25,6 +26,8 @@ def wait_stage(refs, stage: str, timeout_s: float):
     except ray.exceptions.GetTimeoutError:
         raise _timeout_error(stage, timeout_s) from None
     except ray.exceptions.RayActorError as exc:
+        if getattr(exc, "actor_init_failed", False):
+            raise StageStartFailed.of(stage, exc) from exc
         raise StageDied.of(stage, exc) from exc
 
 
