@@ -19,7 +19,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "eval": ((), ("--backend", "--batch-size", "--benchmark", "--chat-template", "--grade-timeout",
                   "--hf-dataset", "--limit", "--max-new-tokens", "--model", "--out", "--path", "--samples",
                   "--seed", "--temperature", "-n")),
-    "sweep": (("sweep",), ("--address", "--no-shared-teacher", "--no-token-map", "--report-only")),
+    "sweep": (("sweep",), ("--address", "--fresh", "--no-shared-teacher", "--no-token-map", "--report-only")),
     "submit": (("pipeline",), ("--address", "--exclude", "--follow", "--job-id", "--run-dir", "--set",
                                "--token-file", "--working-dir")),
     "status": (("job_id",), ("--address", "--token-file", "--wait")),

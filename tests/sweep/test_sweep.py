@@ -115,3 +115,28 @@ def test_sweep_runs_and_writes_its_report(ray_local, tiny_pair, demo_prompts, tm
     text = out.read_text()
     assert "| all | 1 |" in text and "| soft_or-50 | 1 |" in text
     assert (loaded.report_dir / "accuracy_vs_tokens.png").stat().st_size > 1000
+
+
+def test_fresh_forgets_finished_runs_but_keeps_the_discussion(tiny_pair, demo_prompts, tmp_path):
+    from tip_ray.commands.sweep import read_start, write_start
+    from tip_ray.sweep.report import DISCUSSION_FILE
+    from tip_ray.sweep.runner import forget_runs
+
+    base = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run")
+    loaded = load_sweep(write_sweep(tmp_path, base, [{"label": "a", "rule": {"type": "all"}}]))
+    loaded.report_dir.mkdir()
+    (loaded.runs_dir / "a-s0").mkdir(parents=True)
+    write_start(loaded.report_dir, "started at 0.5", 0.5)
+    assert read_start(loaded.report_dir) == {"notes": "started at 0.5", "start_accuracy": 0.5}
+    for name in ("results.jsonl", "heldout_kl_before.jsonl", DISCUSSION_FILE):
+        (loaded.report_dir / name).write_text("x\n")
+    forget_runs(loaded)
+    assert sorted(p.name for p in loaded.report_dir.iterdir()) == [DISCUSSION_FILE]
+    assert not loaded.runs_dir.exists() and read_start(loaded.report_dir) is None
+
+
+def test_fresh_and_report_only_together_are_refused(capsys):
+    from tip_ray.cli import main
+
+    assert main(["sweep", "pipelines/sweeps/demo_rules.yaml", "--fresh", "--report-only"]) != 0
+    assert "--fresh reruns every run and --report-only only rewrites" in capsys.readouterr().err

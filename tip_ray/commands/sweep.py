@@ -4,8 +4,10 @@ seeds, then a report (Markdown + PNG) in the sweep's report folder."""
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="every run starts its own teacher (default: runs that share a teacher use one "
                         "teacher service, built once for the sweep)")
     p.add_argument("--no-token-map", action="store_true", help="skip the entropy-divergence scatter")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over: forget the finished runs, their results and run folders")
     p.set_defaults(handler=handle)
 
 
@@ -29,6 +33,14 @@ def handle(args: argparse.Namespace) -> int:
 
     check_address_flag(args.address)
     loaded = load_sweep(args.sweep)
+    if args.report_only and args.fresh:
+        from tip_ray.config.loader import ConfigError
+
+        raise ConfigError("--fresh reruns every run and --report-only only rewrites the report: give one of them")
+    if args.fresh:
+        from tip_ray.sweep.runner import forget_runs
+
+        forget_runs(loaded)
     if args.report_only:
         records = read_results(loaded.report_dir / "results.jsonl")
     else:
@@ -37,6 +49,7 @@ def handle(args: argparse.Namespace) -> int:
     notes = ""
     start_accuracy = None
     models = None
+    recorded = read_start(loaded.report_dir) if args.report_only else None
     student = loaded.base.models.student
     demo_student = student.type == "demo"
     if demo_student:
@@ -52,7 +65,10 @@ def handle(args: argparse.Namespace) -> int:
         from tip_ray.sweep.token_map import sample_token_map
 
         token_map = sample_token_map(loaded.base, loaded.spec.token_stats_prompts)
-    if models is not None:
+    if recorded is not None:
+        # What the sweep wrote when it ran: the local demo cache may hold another recipe's models.
+        notes, start_accuracy = recorded["notes"], recorded["start_accuracy"]
+    elif models is not None:
         # What each run evaluates on: the sweep's `set:` may change the base pipeline's eval.
         evaluated = loaded.run_config(loaded.spec.runs[0], loaded.spec.seeds[0]).eval
         notes = (f"Every run starts from the cached demo student: greedy accuracy {models.student_accuracy:.3f} "
@@ -62,8 +78,23 @@ def handle(args: argparse.Namespace) -> int:
         if (evaluated.benchmark == "demo" and evaluated.temperature == 0.0
                 and evaluated.num_problems == DEFAULT_RECIPE.eval_size):
             start_accuracy = models.student_accuracy  # the same greedy measurement on the same problems
+        write_start(loaded.report_dir, notes, start_accuracy)
     command = "tip-ray sweep " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["sweep"] else f"tip-ray sweep {args.sweep}"
     out = write_report(records, [r.label for r in loaded.spec.runs], loaded.report_dir,
                        command=command, token_map=token_map, notes=notes, start_accuracy=start_accuracy)
     print(f"report: {out}")
     return 0
+
+
+START_FILE = "start.json"
+
+
+def write_start(report_dir: Path, notes: str, start_accuracy: float | None) -> None:
+    """The start figures the runs began from, kept with the results so that `--report-only`
+    elsewhere does not take them from another machine's demo cache."""
+    (report_dir / START_FILE).write_text(json.dumps({"notes": notes, "start_accuracy": start_accuracy}) + "\n")
+
+
+def read_start(report_dir: Path) -> dict | None:
+    path = report_dir / START_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

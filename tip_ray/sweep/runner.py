@@ -80,6 +80,18 @@ def record_from_run(label: str, rule: str, ratio: float, seed: int, summary, run
     )
 
 
+def forget_runs(loaded: LoadedSweep) -> None:
+    """Start a sweep over: its results, its measured start figures and its run folders go (the
+    report's hand-written discussion stays)."""
+    import shutil
+
+    from tip_ray.sweep.heldout import BEFORE_FILE
+
+    for name in ("results.jsonl", BEFORE_FILE, "start.json"):
+        (loaded.report_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(loaded.runs_dir, ignore_errors=True)
+
+
 def run_sweep(loaded: LoadedSweep, *, address: str | None = None, log=print,
               shared_teacher: bool = True) -> list[RunRecord]:
     """Run what is not done yet. With `shared_teacher`, runs that share a teacher score with one
