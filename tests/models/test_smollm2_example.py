@@ -17,6 +17,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.timeout(3600)  # the first use converts the GGUF and prunes and heals the student (cached after)
 def test_smollm2_example_runs_and_reports(tmp_path, capsys):
     from tip_ray.cli import main
 
