@@ -45,9 +45,9 @@ TARGET = 2.0
 def student_folder(given: str | None, config) -> str:
     if given:
         return given
-    from tip_ray.pipeline.prepare import prepare_run
-
     import tempfile
+
+    from tip_ray.pipeline.prepare import prepare_run
 
     return prepare_run(config, run_dir=tempfile.mkdtemp(prefix="rollout-real-pair-")).student_path
 
