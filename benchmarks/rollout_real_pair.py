@@ -137,6 +137,7 @@ def run(args) -> dict:
         load_average_after=[round(x, 2) for x in os.getloadavg()],
         versions=dict(vllm=vllm.__version__, torch=torch.__version__, transformers=transformers.__version__),
         student=student,
+        student_layers=json.loads((Path(student) / "config.json").read_text()).get("num_hidden_layers"),
         settings=dict(batches=batches, samples_per_prompt=SAMPLES_PER_PROMPT, max_new_tokens=sampling.max_new_tokens,
                       temperature=sampling.temperature, top_p=sampling.top_p, threads=args.threads,
                       repeats=args.repeats, max_model_len=context),
@@ -163,7 +164,8 @@ def report_lines(result: dict) -> list[str]:
         f"{s['repeats']} --threads {s['threads']}` on {result['machine']}, {result['date']} (vLLM "
         f"{result['versions']['vllm']}, torch {result['versions']['torch']}, in-process engine); 1-minute "
         f"load average {result['load_average_before'][0]} before, {result['load_average_after'][0]} after. "
-        f"The pruned, healed SmolLM2 student (15 layers, 81M parameters), MATH-500 prompts through its chat "
+        f"The student {Path(result['student']).name} ({result['student_layers']} layers; by default the "
+        f"example's pruned, healed SmolLM2), MATH-500 prompts through its chat "
         f"template, {s['samples_per_prompt']} samples per prompt, temperature {s['temperature']}, up to "
         f"{s['max_new_tokens']} new tokens (batch 8 is the example's). tokens/s = sampled tokens / wall time, "
         "best of the repeats.",
