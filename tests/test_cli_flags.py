@@ -34,7 +34,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "teacher serve": (("pipeline",), ("--address", "--max-restarts", "--name", "--replicas", "--set")),
     "teacher status": (("name",), ("--address",)),
     "teacher stop": (("name",), ("--address",)),
-    "example": ((), ("--heldout", "--heldout-field", "--heldout-prompts", "--pipeline", "--run-dir", "--set")),
+    "example": ((), ("--backend", "--heldout", "--heldout-field", "--heldout-prompts", "--pipeline", "--run-dir", "--set")),
 }
 
 

