@@ -33,8 +33,9 @@ they are part of what the pipeline costs.
 Targets (issue "Real pretrained LLMs end to end"): the lag-0 pipeline at >= 0.85x the in-process
 loop, the lag-1 pipeline faster than the loop (> 1.0x). Printed met or not. With `--no-write`
 nothing is written; otherwise benchmarks/results/real_pipeline_overhead.json and this section of
-docs/benchmarks.md. Run it on a quiet machine: the 1-minute load average at the start and the end
-is printed and written with the figures.
+docs/benchmarks.md. Run it on a quiet machine: the 1-minute load average at the start, at the end
+and its highest reading after each path are printed and written with the figures (a busy spell
+in the middle of a run leaves the start and end readings quiet).
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def markdown(result: dict) -> str:
         SECTION, "",
         f"`python benchmarks/real_pipeline_overhead.py --steps {result['steps']} --warmup {result['warmup']} "
         f"--repeats {result['repeats']}` on {result['machine']}, {result['date']}; 1-minute load average "
-        f"{result['load'][0]:.2f} at start, {result['load'][1]:.2f} at end. pipelines/smollm2_pruned.yaml as "
+        f"{result['load'][0]:.2f} at start, {result['load'][1]:.2f} at end, at most {result['load_max']:.2f} "
+        "after a path. pipelines/smollm2_pruned.yaml as "
         "shipped (4 prompts x 2 samples x up to 96 new tokens, Soft-OR 50%, 1 learner rank); tokens/s = "
         f"sampled response tokens per second of step time, the first {result['warmup']} step(s) of each run "
         "left out.", "",
@@ -150,7 +152,7 @@ def main() -> None:
     if args.steps <= args.warmup:
         parser.error(f"--steps ({args.steps}) must exceed --warmup ({args.warmup}): no steady-state step is left")
 
-    load_start = os.getloadavg()[0]
+    loads = [os.getloadavg()[0]]  # at the start, then after each path
     tmp = Path(tempfile.mkdtemp(prefix="real-pipeline-overhead-"))
     threads = {key: thread_plan(real_config(lag, args.steps, tmp / "plan")) for key, _, lag, _ in PATHS}
     for key, title, _, _ in PATHS:
@@ -162,22 +164,24 @@ def main() -> None:
             config = real_config(lag, args.steps, tmp / f"{key}-{repeat}")
             measure = measure_inprocess if inprocess else measure_pipeline
             rates[key].append(measure(config, args.warmup))
-            print(f"repeat {repeat + 1}, {title}: {rates[key][-1]:.1f} tokens/s", flush=True)
+            loads.append(os.getloadavg()[0])
+            print(f"repeat {repeat + 1}, {title}: {rates[key][-1]:.1f} tokens/s "
+                  f"(1-minute load average {loads[-1]:.2f})", flush=True)
 
     summary = summarise(rates)
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "load": [load_start, os.getloadavg()[0]],
+        "load": [loads[0], loads[-1]], "load_max": max(loads),
         "threads": threads, "tokens_per_s": rates, "summary": summary,
     }
     for key, title, _, _ in PATHS:
         row = summary[key]
         target = f", target {target_text(key)}: {verdict(row['met'])}" if key in TARGETS else ""
         print(f"{title}: {row['median']:.1f} tokens/s, {row['ratio']:.2f}x the in-process loop{target}")
-    print(f"1-minute load average: {result['load'][0]:.2f} at start, {result['load'][1]:.2f} at end "
-          f"({os.cpu_count()} cores)")
+    print(f"1-minute load average: {result['load'][0]:.2f} at start, {result['load'][1]:.2f} at end, "
+          f"at most {result['load_max']:.2f} after a path ({os.cpu_count()} cores)")
     if args.no_write:
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,7 @@ def test_doc_section_replaced_in_place(bench, tmp_path):
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\n## First\n\nkeep me\n\n" + bench.SECTION + "\n\nold figures\n\n## Last\n\nkeep too\n")
     result = {
-        "date": "2026-01-01", "steps": 4, "warmup": 1, "repeats": 1, "machine": "x86_64, 2 cores", "load": [0.1, 1.9],
+        "date": "2026-01-01", "steps": 4, "warmup": 1, "repeats": 1, "machine": "x86_64, 2 cores", "load": [0.1, 1.9], "load_max": 7.5,
         "threads": {key: {"rollout": 2} for key, _, _, _ in bench.PATHS},
         "tokens_per_s": {"inprocess": [20.0], "pipeline": [18.0], "pipeline_lag1": [25.0]},
     }
@@ -77,6 +77,7 @@ def test_doc_section_replaced_in_place(bench, tmp_path):
     text = doc.read_text()
     assert "old figures" not in text and "keep me" in text and text.endswith("## Last\n\nkeep too\n")
     assert text.count(bench.SECTION) == 1
+    assert "0.10 at start, 1.90 at end, at most 7.50 after a path" in text
     assert "| Ray pipeline, max_policy_lag 0 | rollout 2 | 18.0 | 18.0-18.0 | 0.90 | >= 0.85: met |" in text
     assert "| Ray pipeline, max_policy_lag 1 | rollout 2 | 25.0 | 25.0-25.0 | 1.25 | > 1.00: met |" in text
     fresh = tmp_path / "fresh.md"
