@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 import yaml
@@ -22,6 +23,19 @@ def weights_of(path):
     from safetensors.torch import load_file
 
     return load_file(str(path / "model.safetensors"))
+
+
+def replayed_batches(config, steps):
+    """The prompt batches benchmarks/real_pipeline_step.py times the standalone rollout on."""
+    import importlib.util
+
+    from tip_ray.pipeline.prepare import prepare_run
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "real_pipeline_step.py"
+    spec = importlib.util.spec_from_file_location("real_pipeline_step", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.pipeline_batches(prepare_run(config, write=False), steps)
 
 
 def test_run_completes_and_trains(ray_local, tiny_pair, demo_prompts, tmp_path):
@@ -49,8 +63,10 @@ def test_run_completes_and_trains(ray_local, tiny_pair, demo_prompts, tmp_path):
     before, after = weights_of(tiny_pair.student_path), weights_of(summary.final_model)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed, "the student's weights did not change"
-    # Every prompt batch is distinct data, consumed in order.
+    # Every prompt batch is distinct data, consumed in order: the sampler's batches, which
+    # benchmarks/real_pipeline_step.py replays to time the rollout standalone on the same prompts.
     assert len({tuple(r["prompt_rows"]) for r in rows}) == 3
+    assert [tuple(r["prompt_rows"]) for r in rows] == [b.prompt_rows for b in replayed_batches(config, 3)]
 
 
 def test_policy_lag_is_bounded_and_used(ray_local, tiny_pair, demo_prompts, tmp_path):
