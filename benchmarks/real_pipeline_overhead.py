@@ -30,7 +30,7 @@ threads beyond the cores would spin against each other. The plan of each path is
 kept in the JSON. Ray's own processes (raylet, GCS, the driver) are not counted in any budget:
 they are part of what the pipeline costs.
 
-Targets (issue "Real pretrained LLMs end to end"): the lag-0 pipeline at >= 0.85x the in-process
+Targets: the lag-0 pipeline at >= 0.85x the in-process
 loop, the lag-1 pipeline faster than the loop (> 1.0x). Printed met or not. With `--no-write`
 nothing is written; otherwise benchmarks/results/real_pipeline_overhead.json and this section of
 docs/benchmarks.md. Run it on a quiet machine: the 1-minute load average at the start, at the end
