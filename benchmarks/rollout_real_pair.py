@@ -15,7 +15,7 @@ Both backends are the pipeline's own classes with the pipeline's settings: the r
 thread count (every core of the machine at max_policy_lag 0), the learner's dtype (float32; vLLM
 also in bfloat16 with `--vllm-dtypes float32,bfloat16`), the vLLM context the run would give
 (prompt + response budget), 1 GiB of KV cache. tokens/s = sampled response tokens per wall second,
-best of `--repeats` calls after one warm-up call. The target (issue: vLLM at least 2x HF
+best of `--repeats` calls after one warm-up call. The target (vLLM at least 2x HF
 generate) is checked per batch size on float32 and printed as met or not met.
 
 Writes benchmarks/results/rollout_real_pair.json and its section of docs/benchmarks.md, unless

@@ -269,7 +269,7 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
             f"| {row['path']} | {row['ratio']:.1f} | {row['_tokens']} | {row['peak_mib']:.0f} | {row['seconds']:.1f} "
             f"| {row['_cpu_seconds']:.1f} |"
         )
-    lines += ["", "Targets of the issue:", ""]
+    lines += ["", "Targets:", ""]
     for name, met, text in _targets(rows):
         verdict = "not measured" if met is None else ("met" if met else "NOT met")
         lines.append(f"- {name}: {verdict} ({text})")
