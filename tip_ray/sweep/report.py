@@ -107,7 +107,7 @@ def table(groups: dict[str, list[RunRecord]], start: float | None = None) -> lis
             measured += f" {_num(kl_before)} | {kl_after:.3f} ± {kl_sd:.3f} |"
         lines.append(
             f"| {label} | {len(runs)} |{measured} {tokens:,.0f} | "
-            f"{share:.0%} | {peak:.0f} | {wall:.0f} | " + " | ".join(f"{q:.0%}" for q in quads) + " |"
+            f"{share:.0%} | {peak:.0f} | {wall:.0f} | " + " | ".join(f"{q:.1%}" for q in quads) + " |"
         )
     return lines
 
