@@ -197,12 +197,11 @@ def main() -> None:
     print(f"learner CPU time falls with rho: {'yes' if falling else 'NO'}")
     if args.no_write:
         return
-    import selective_memory
+    from doc_sections import write_section
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
-    selective_memory.SECTION = SECTION
-    selective_memory._write_docs(_markdown(rows, args, load))
+    write_section(DOCS, SECTION, _markdown(rows, args, load))
     print(f"wrote {RESULTS} and {DOCS}")
 
 

@@ -119,10 +119,9 @@ def main() -> None:
     lines += ["", f"Rollout: {in_pipeline:.1f} tokens/s inside the pipeline (steps after the first) against "
               f"{standalone:.1f} tokens/s for the same stage code standalone ({plan.num_threads} threads, same batches and seeds): "
               f"{ratio:.2f}x (target 0.9x: {'met' if ratio >= 0.9 else 'not met'})."]
-    import selective_memory
+    from doc_sections import write_section
 
-    selective_memory.SECTION = SECTION
-    selective_memory._write_docs("\n".join(lines) + "\n")
+    write_section(REPO / "docs" / "benchmarks.md", SECTION, "\n".join(lines) + "\n")
     print(f"wrote {RESULTS} and docs/benchmarks.md")
 
 

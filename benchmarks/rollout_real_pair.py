@@ -207,10 +207,9 @@ def main() -> None:
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    import selective_memory
+    from doc_sections import write_section
 
-    selective_memory.SECTION = SECTION
-    selective_memory._write_docs("\n".join([SECTION, ""] + report_lines(result)) + "\n")
+    write_section(REPO / "docs" / "benchmarks.md", SECTION, "\n".join([SECTION, ""] + report_lines(result)) + "\n")
     print(f"wrote {RESULTS} and docs/benchmarks.md")
 
 

@@ -276,19 +276,6 @@ def _markdown(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_docs(section: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        following = text.find("\n## ", start + len(SECTION))
-        end = len(text) if following < 0 else following + 1
-        text = text[:start] + section + ("\n" + text[end:] if following >= 0 else "")
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=151936)
@@ -327,7 +314,9 @@ def main() -> None:
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps([{k: v for k, v in row.items() if not k.startswith("_")} for row in rows], indent=2) + "\n")
-    _write_docs(_markdown(rows, args))
+    from doc_sections import write_section
+
+    write_section(DOCS, SECTION, _markdown(rows, args))
     print(f"wrote {RESULTS} and {DOCS}")
 
 
