@@ -67,6 +67,10 @@ def test_heldout_settings_are_checked_before_anything_runs(tiny_pair, demo_promp
         load_sweep(_sweep(tmp_path, base, {"prompts": str(tmp_path / "missing.jsonl")}))
     with pytest.raises(ConfigError, match="needs a string field 'question'"):
         load_sweep(_sweep(tmp_path, base, {"prompts": str(demo_prompts), "field": "question"}))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"problem": "1+1"}\n{not json\n')
+    with pytest.raises(ConfigError, match=r"broken.jsonl:2: not JSON"):
+        load_sweep(_sweep(tmp_path, base, {"prompts": str(broken)}))
     with pytest.raises(ConfigError, match="set checkpoint.export_hf: true"):
         load_sweep(_sweep(tmp_path, base, {"prompts": str(demo_prompts), "field": "prompt"},
                           {"checkpoint.export_hf": False}))
@@ -80,13 +84,13 @@ def test_the_untrained_student_is_measured_once_per_seed(tiny_pair, demo_prompts
                                                 "max_new_tokens": 6}))
     (tmp_path / "report").mkdir()
     config = loaded.run_config(loaded.spec.runs[0], 0)
-    measure = HeldoutKLMeasure(loaded.spec.heldout_kl, loaded.base, loaded.report_dir)
-    first = measure.before(config, 0)
+    measure = HeldoutKLMeasure(loaded.spec.heldout_kl, config, loaded.report_dir)
+    first = measure.before(0)
     assert first > 0  # two different random models
-    assert measure.before(config, 0) == first
+    assert measure.before(0) == first
     # A new sweep process (after an interruption) reads it back instead of measuring again.
-    again = HeldoutKLMeasure(loaded.spec.heldout_kl, loaded.base, loaded.report_dir)
+    again = HeldoutKLMeasure(loaded.spec.heldout_kl, config, loaded.report_dir)
     again._measure = lambda *a: pytest.fail("measured again")
-    assert again.before(config, 0) == first
+    assert again.before(0) == first
     # The teacher against itself is at distance zero: `after` measures the folder it is given.
-    assert abs(measure.after(tiny_pair.teacher_path, config, 0) - 0.0) < 1e-9
+    assert abs(measure.after(tiny_pair.teacher_path, 0) - 0.0) < 1e-9

@@ -56,7 +56,8 @@ def handle(args: argparse.Namespace) -> int:
     choice = choose_rollout_backend(args.backend, config.rollout.backend.type, vllm_found=vllm_installed(),
                                     configured_explicitly=any(s.startswith("rollout.backend") for s in args.set))
     config = with_rollout_backend(config, choice.type)
-    heldout = read_prompts(args.heldout, args.heldout_field)[: args.heldout_prompts]
+    heldout = read_prompts(args.heldout, args.heldout_field, place="--heldout",
+                           field_key="--heldout-field")[: args.heldout_prompts]
     run_dir = args.run_dir or str(Path.cwd() / "runs" / time.strftime(f"{config.name}-%Y%m%d-%H%M%S"))
     print("[1/4] models: teacher and student (converted / pruned / healed on first use, then cached)", flush=True)
     prepared = prepare_run(config, run_dir=run_dir)

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from tip_ray.errors import TipRayError
 
 
-class HealPromptsError(TipRayError, ValueError):
-    """The prompts file for healing cannot be read."""
+class PromptsFileError(TipRayError, ValueError):
+    """A JSONL file of prompts (heal.prompts, a held-out set) cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,13 @@ class Sample:
     response_ids: list[int]
 
 
-def read_prompts(path: str | Path, field: str) -> list[str]:
+def read_prompts(path: str | Path, field: str, *, place: str = "heal.prompts",
+                 field_key: str = "heal.prompt_field") -> list[str]:
+    """The `field` of every row; errors name the setting that gave the file (`place`) and the one
+    that names the field (`field_key`)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise HealPromptsError(f"heal.prompts: {path} is not a file")
+        raise PromptsFileError(f"{place}: {path} is not a file")
     prompts = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -41,12 +44,12 @@ def read_prompts(path: str | Path, field: str) -> list[str]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise HealPromptsError(f"heal.prompts: {path}:{number}: not JSON ({exc.msg})") from None
+            raise PromptsFileError(f"{place}: {path}:{number}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict) or not isinstance(row.get(field), str):
-            raise HealPromptsError(f"heal.prompts: {path}:{number}: no string field {field!r} (set heal.prompt_field)")
+            raise PromptsFileError(f"{place}: {path}:{number}: needs a string field {field!r} (set {field_key})")
         prompts.append(row[field])
     if not prompts:
-        raise HealPromptsError(f"heal.prompts: {path} holds no prompts")
+        raise PromptsFileError(f"{place}: {path} holds no prompts")
     return prompts
 
 

@@ -127,19 +127,19 @@ def _run_each(loaded: LoadedSweep, todo: list, results_path: Path, log, teacher_
     from tip_ray.pipeline.supervisor import run_pipeline
     from tip_ray.sweep.heldout import HeldoutKLMeasure
 
-    heldout = loaded.spec.heldout_kl and HeldoutKLMeasure(loaded.spec.heldout_kl, loaded.base, loaded.report_dir)
+    heldout = loaded.spec.heldout_kl and HeldoutKLMeasure(
+        loaded.spec.heldout_kl, loaded.run_config(loaded.spec.runs[0], loaded.spec.seeds[0]), loaded.report_dir)
     for index, (run, seed) in enumerate(todo, start=1):
         config = loaded.run_config(run, seed, teacher_override)
         run_dir = Path(config.logging.run_dir)
         if (run_dir / "metrics.jsonl").exists():
             (run_dir / "metrics.jsonl").unlink()  # an unfinished earlier attempt: start it over
         begin = time.perf_counter()
-        own_teacher = loaded.run_config(run, seed)  # the teacher's folder, even when a service scores
-        kl_before = heldout.before(own_teacher, seed) if heldout else None
+        kl_before = heldout.before(seed) if heldout else None
         summary = run_pipeline(config)
         kl = None
         if heldout:  # load_sweep made sure every run exports its final model
-            kl = (kl_before, heldout.after(summary.final_model, own_teacher, seed))
+            kl = (kl_before, heldout.after(summary.final_model, seed))
         record = record_from_run(run.label, run.rule.type, run.rule.ratio, seed, summary, run_dir, kl)
         with results_path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(asdict(record)) + "\n")

@@ -125,16 +125,13 @@ def load_sweep(path: str | Path) -> LoadedSweep:
 
 
 def _check_heldout(file: Path, heldout: HeldoutKLSpec, configs: list[PipelineConfig]) -> None:
-    import json
+    from tip_ray.models.heal import PromptsFileError, read_prompts
 
-    prompts = Path(heldout.prompts).expanduser()
-    if not prompts.is_file():
-        raise ConfigError(f"{file}: sweep.heldout_kl.prompts: {prompts} is not a file (paths are relative to "
-                          "the working directory)")
-    rows = [json.loads(line) for line in prompts.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not rows or not all(isinstance(r, dict) and isinstance(r.get(heldout.field), str) for r in rows):
-        raise ConfigError(f"{file}: sweep.heldout_kl: every row of {prompts} needs a string field "
-                          f"{heldout.field!r} (set sweep.heldout_kl.field)")
+    try:
+        read_prompts(heldout.prompts, heldout.field, place="sweep.heldout_kl.prompts",
+                     field_key="sweep.heldout_kl.field")
+    except PromptsFileError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
     if not all(c.checkpoint.export_hf for c in configs):
         raise ConfigError(f"{file}: sweep.heldout_kl measures each run's final model: set "
                           "checkpoint.export_hf: true (in the sweep's `set:` or the base pipeline)")
