@@ -4,10 +4,8 @@ seeds, then a report (Markdown + PNG) in the sweep's report folder."""
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from tip_ray.sweep.report import write_report
+    from tip_ray.sweep.report import read_start, write_report, write_start
     from tip_ray.sweep.runner import read_results, run_sweep
     from tip_ray.sweep.spec import load_sweep
 
@@ -85,16 +83,3 @@ def handle(args: argparse.Namespace) -> int:
     print(f"report: {out}")
     return 0
 
-
-START_FILE = "start.json"
-
-
-def write_start(report_dir: Path, notes: str, start_accuracy: float | None) -> None:
-    """The start figures the runs began from, kept with the results so that `--report-only`
-    elsewhere does not take them from another machine's demo cache."""
-    (report_dir / START_FILE).write_text(json.dumps({"notes": notes, "start_accuracy": start_accuracy}) + "\n")
-
-
-def read_start(report_dir: Path) -> dict | None:
-    path = report_dir / START_FILE
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -80,9 +81,7 @@ def _paired(groups: dict[str, list[RunRecord]], baseline: str, value, name: str,
 
 
 def table(groups: dict[str, list[RunRecord]], start: float | None = None) -> list[str]:
-    runs_all = [r for runs in groups.values() for r in runs]
-    with_kl = any(r.final_kl is not None for r in runs_all)
-    with_accuracy = start is not None or any(r.final_accuracy is not None for r in runs_all)
+    with_accuracy, with_kl = shown_measures([r for runs in groups.values() for r in runs], start)
     kl_head, kl_rule = (" held-out reverse KL before | after (mean ± std) |", "---|---|") if with_kl else ("", "")
     acc_head, acc_rule = (" student accuracy before | after (mean ± std) |", "---|---|") if with_accuracy else ("", "")
     lines = [
@@ -182,6 +181,24 @@ def token_map_table(token_map: TokenMap) -> list[str]:
 
 
 DISCUSSION_FILE = "discussion.md"
+START_FILE = "start.json"
+
+
+def write_start(report_dir: Path, notes: str, start_accuracy: float | None) -> None:
+    """The start figures the runs began from, kept with the results so that `--report-only`
+    elsewhere does not take them from another machine's demo cache."""
+    (report_dir / START_FILE).write_text(json.dumps({"notes": notes, "start_accuracy": start_accuracy}) + "\n")
+
+
+def read_start(report_dir: Path) -> dict | None:
+    path = report_dir / START_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def shown_measures(records: Sequence[RunRecord], start_accuracy: float | None) -> tuple[bool, bool]:
+    """(whether the report shows accuracy, whether it shows the held-out reverse KL)."""
+    with_accuracy = start_accuracy is not None or any(r.final_accuracy is not None for r in records)
+    return with_accuracy, any(r.final_kl is not None for r in records)
 
 
 def write_report(records: Sequence[RunRecord], order: Sequence[str], report_dir: Path, *,
@@ -190,8 +207,7 @@ def write_report(records: Sequence[RunRecord], order: Sequence[str], report_dir:
     """`start_accuracy`: the student's accuracy before any training, when every run starts
     from the same student (the demo); fills the table's "before" column and the gain shares."""
     groups = group(records, order)
-    with_accuracy = start_accuracy is not None or any(r.final_accuracy is not None for r in records)
-    with_kl = any(r.final_kl is not None for r in records)
+    with_accuracy, with_kl = shown_measures(records, start_accuracy)
     lines = ["# Sweep report", "", f"Produced by: `{command}`", ""]
     if with_accuracy:
         lines.append("Student accuracy is greedy accuracy on the held-out evaluation set of the run's benchmark "

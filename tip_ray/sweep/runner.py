@@ -86,8 +86,9 @@ def forget_runs(loaded: LoadedSweep) -> None:
     import shutil
 
     from tip_ray.sweep.heldout import BEFORE_FILE
+    from tip_ray.sweep.report import START_FILE
 
-    for name in ("results.jsonl", BEFORE_FILE, "start.json"):
+    for name in ("results.jsonl", BEFORE_FILE, START_FILE):
         (loaded.report_dir / name).unlink(missing_ok=True)
     shutil.rmtree(loaded.runs_dir, ignore_errors=True)
 
