@@ -53,20 +53,16 @@ def student_folder(given: str | None, config) -> str:
 
 
 def encoded_prompts(tokenizer, config, count: int) -> list[list[int]]:
-    """The first `count` training prompts as the pipeline encodes them, too-long ones left out."""
-    from tip_ray.data.prompts import encode_prompt
-    from tip_ray.models.heal import read_prompts
+    """The first `count` training prompts, read and encoded by the pipeline's own data code
+    (chat template, overlong-prompt policy)."""
+    from tip_ray.data.prompts import encode_rows, read_prompt_rows
 
-    data = config.data
-    out = []
-    for text in read_prompts(REPO / data.path, data.prompt_field):
-        ids = encode_prompt(tokenizer, text, data.chat_template == "auto")
-        if len(ids) <= data.max_prompt_tokens:
-            out.append(ids)
-        if len(out) == count:
-            return out
-    raise SystemExit(f"rollout_real_pair: {data.path} has fewer than {count} prompts of at most "
-                     f"{data.max_prompt_tokens} tokens; lower --batches")
+    source = config.data.model_copy(update={"path": str(REPO / config.data.path)})
+    rows, report = read_prompt_rows(source)
+    encoded = encode_rows(rows[:count], tokenizer, source, report)
+    if len(encoded) < count:
+        raise SystemExit(f"rollout_real_pair: {config.data.path} gives fewer than {count} prompts; lower --batches")
+    return [list(p.ids) for p in encoded]
 
 
 def measure(backend, prompts, sampling, repeats: int) -> dict:
