@@ -68,6 +68,8 @@ def test_submit_follow_runs_the_pipeline_and_logs_come_back(
     assert "run 'tiny' finished: 2 steps" in logs.stdout
 
 
+# slow (~40 s): a job left running long enough to be stopped; submit/logs/status stay in the default suite.
+@pytest.mark.slow
 def test_stop_stops_a_running_job(token_cluster, tiny_pair, demo_prompts, shipped_pipeline, client_home, tmp_path):
     from tip_ray.pipeline.metrics import read_metrics
 

@@ -51,6 +51,9 @@ def wait_for(path: Path, proc, timeout_s: float) -> None:
         time.sleep(0.05)
 
 
+# slow: two whole CLI runs with their own Ray (~100 s); the default suite keeps the in-process
+# resume tests (test_stage_faults, test_masked_resume).
+@pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_kill_driver_then_resume(reference_run, tiny_pair, demo_prompts, tmp_path, ray_tmp):
     _, reference_rows = reference_run
