@@ -13,24 +13,30 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from tip_ray.packed_weights import PackedWeights, unpack_state_dict
+
 
 @dataclass(frozen=True)
 class WeightVersion:
     version: int  # learner updates applied
-    # [ObjectRef] of a full state dict, inside a list so that Ray passes the reference instead
+    # [ObjectRef] of the full weights (a PackedWeights, or a state dict in-process), inside a list so that Ray passes the reference instead
     # of resolving it into every call; None means "the weights in the model folder".
     refs: tuple[Any, ...] | None = None
 
 
 def resolve_state_dict(handle: WeightVersion) -> Mapping[str, torch.Tensor] | None:
+    """The weights of `handle` (None: the model folder's). Published versions come out of the
+    object store as views of its shared buffer: read-only, to be loaded into a model."""
     if handle.refs is None:
         return None
     value = handle.refs[0]
     if isinstance(value, Mapping):  # in-process runs pass the dict itself
         return value
-    import ray
+    if not isinstance(value, PackedWeights):
+        import ray
 
-    return ray.get(value)
+        value = ray.get(value)
+    return unpack_state_dict(value) if isinstance(value, PackedWeights) else value
 
 
 class VersionedWeights:

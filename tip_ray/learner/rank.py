@@ -25,6 +25,7 @@ from tip_ray.learner.schedule import build_optimizer
 from tip_ray.learner.settings import LearnerSettings
 from tip_ray.learner.student import build_sharded_student
 from tip_ray.learner.train_step import train_step
+from tip_ray.packed_weights import PackedWeights, pack_state_dict
 from tip_ray.records import SelectedBatch, StepResult
 
 
@@ -87,12 +88,15 @@ class LearnerRank:
         """The full LoRA adapters (every rank must call); rank 0 returns them, others None."""
         return gather_adapters(self.model, self.rank)
 
-    def gather_weights(self, broadcast: bool = False) -> tuple[int, dict[str, torch.Tensor] | None]:
+    def gather_weights(self, broadcast: bool = False) -> tuple[int, PackedWeights | None]:
         """full_state_dict as two return values (call with num_returns=2): the number of tensors,
-        small, for the caller to wait on, and the weights (rank 0; None elsewhere), which the
-        caller passes on by reference without fetching them."""
+        small, for the caller to wait on, and the weights packed in one buffer (rank 0; None
+        elsewhere), which the caller passes on by reference without fetching them; every stage
+        that reads them shares the object store's copy (tip_ray.packed_weights)."""
         state = self.full_state_dict(broadcast=broadcast)
-        return (len(state) if state is not None else 0), state
+        if state is None:
+            return 0, None
+        return len(state), pack_state_dict(state)
 
     def join_weight_group(self, address) -> int:
         """Rank 0: open (or replace) the broadcast group to the rollout engines as its sender."""

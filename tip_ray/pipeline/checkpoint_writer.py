@@ -7,14 +7,13 @@ import logging
 import time
 from pathlib import Path
 
-import ray
-
 from tip_ray.checkpoint import TrainerState, save_logs, write_state
 from tip_ray.checkpoint.state import capture_driver_rng
 from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.pipeline.faults import StageDied, StageTimeout
 from tip_ray.pipeline.prepare import write_resolved_config
 from tip_ray.pipeline.session_state import SessionState
+from tip_ray.weights import resolve_state_dict
 
 log = logging.getLogger("tip_ray")
 
@@ -56,7 +55,7 @@ def _write_checkpoint(session: SessionState, step: int, learner_step: int) -> Pa
     if versions:
         (tmp / "policy").mkdir()
     for version in versions:
-        weights = ray.get(session.controller.weights_cache[version].refs[0])
+        weights = resolve_state_dict(session.controller.weights_cache[version])
         # Tied weights share storage, which safetensors refuses: save independent copies.
         save_file({k: v.detach().clone().contiguous() for k, v in weights.items()},
                   str(tmp / "policy" / f"version_{version}.safetensors"))
@@ -85,7 +84,7 @@ def _write_checkpoint(session: SessionState, step: int, learner_step: int) -> Pa
     if session.config.checkpoint.export_hf:
         from tip_ray.learner.export import export_hf
 
-        export_hf(ray.get(session.controller.weights_cache[step].refs[0]), session.prepared.student_path, tmp / "hf")
+        export_hf(resolve_state_dict(session.controller.weights_cache[step]), session.prepared.student_path, tmp / "hf")
     final = session.store.commit(tmp, step)
     log.info("checkpoint %s written in %.1f s (%d batch(es) in flight)", final.name,
              time.perf_counter() - begin, len(in_flight))

@@ -13,6 +13,7 @@ from tip_ray.checkpoint import FoundCheckpoint, TrainerState, restore_logs
 from tip_ray.checkpoint.state import restore_driver_rng
 from tip_ray.data.prompts import DataPosition
 from tip_ray.pipeline.session_state import SessionState
+from tip_ray.packed_weights import pack_state_dict
 from tip_ray.weights import WeightVersion
 
 log = logging.getLogger("tip_ray")
@@ -59,4 +60,4 @@ def load_policy(folder: Path, version: int) -> WeightVersion:
     from safetensors.torch import load_file
 
     state = load_file(str(folder / "policy" / f"version_{version}.safetensors"))
-    return WeightVersion(version=version, refs=(ray.put(state),))
+    return WeightVersion(version=version, refs=(ray.put(pack_state_dict(state)),))

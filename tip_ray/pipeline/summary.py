@@ -8,11 +8,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import ray
-
 from tip_ray.pipeline.metrics import read_metrics
 from tip_ray.pipeline.session_state import SessionState
-from tip_ray.weights import WeightVersion
+from tip_ray.weights import WeightVersion, resolve_state_dict
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ def final_summary(session: SessionState, weights: WeightVersion) -> RunSummary:
     if weights.refs is not None:
         from tip_ray.learner.export import export_hf
 
-        final_model = export_hf(ray.get(weights.refs[0]), session.prepared.student_path, final_model)
+        final_model = export_hf(resolve_state_dict(weights), session.prepared.student_path, final_model)
     final_adapter = None
     if session.config.learner.lora is not None:
         from tip_ray.learner.lora import LoraSettings
