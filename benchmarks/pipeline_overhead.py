@@ -25,6 +25,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from doc_sections import write_section  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "pipeline_overhead.json"
 DOC = REPO / "docs" / "benchmarks.md"
@@ -105,14 +108,7 @@ def write_doc(result: dict) -> None:
         result["note"],
         "",
     ]
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        nxt = rest.find("\n## ")
-        text = head + "\n".join(lines) + (rest[nxt + 1 :] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-    DOC.write_text(text)
+    write_section(DOC, SECTION, "\n".join(lines))
 
 
 def main() -> None:

@@ -29,6 +29,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from doc_sections import write_section  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "rollout_throughput.json"
 DOC = REPO / "docs" / "benchmarks.md"
@@ -184,14 +187,7 @@ def write_doc(result: dict) -> None:
     lines += [f"- {k}: {v:.4f}" for k, v in result["weight_sync_seconds"].items()]
     lines += ["", f"Load average before / after: {result['load_average_before']} / "
               f"{result['load_average_after']}. {result['note']}", ""]
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        nxt = rest.find("\n## ")
-        text = head + "\n".join(lines) + (rest[nxt:] if nxt >= 0 else "\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-    DOC.write_text(text)
+    write_section(DOC, SECTION, "\n".join(lines))
 
 
 def main() -> None:
