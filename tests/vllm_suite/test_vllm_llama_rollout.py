@@ -1,13 +1,14 @@
 """The example's backend choice with vLLM installed, and the rollout worker it then builds on a
 llama-shaped student like SmolLM2 (LlamaForCausalLM, tied embeddings, prompts through a chat
-template, an end-of-turn EOS): greedy samples checked against a float64 reference."""
+template, an end-of-turn EOS): greedy samples checked against a float64 reference, before and
+after a weight sync that arrives as the learner publishes it (one packed, read-only buffer)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tests.vllm_suite.conftest import eos_prone, reference_logprobs, require_vllm
+from tests.vllm_suite.conftest import eos_prone, perturbed, reference_logprobs, require_vllm
 
 require_vllm()
 pytestmark = pytest.mark.vllm
@@ -17,6 +18,8 @@ from tip_ray.data.prompts import encode_prompt  # noqa: E402
 from tip_ray.models.tiny import EOS_ID, TinyModelSpec, build_char_tokenizer, build_tiny_model, save_model  # noqa: E402
 from tip_ray.rollout.backend import SamplingRequest  # noqa: E402
 from tip_ray.rollout.backend_choice import choose_rollout_backend, vllm_installed, with_rollout_backend  # noqa: E402
+from tip_ray.packed_weights import pack_state_dict  # noqa: E402
+from tip_ray.weights import WeightVersion  # noqa: E402
 
 # SmolLM2's shape in miniature: llama, grouped-query attention, tied embeddings (head_dim 32).
 LLAMA_SPEC = TinyModelSpec(arch="llama", hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
@@ -71,5 +74,24 @@ def test_chosen_backend_samples_a_tied_llama_student(tmp_path):
             assert EOS_ID not in sample.response_ids[:-1]
             ended += not is_greedy and sample.response_ids[-1] == EOS_ID
         assert ended > 0, "no sampled response ended with EOS"
+
+        # A new policy version as the learner publishes it: packed into one buffer, read-only as
+        # the object store hands it out, the tied LM head under its own name too.
+        trained = perturbed(model, seed=9, scale=1.0)
+        packed = pack_state_dict(trained.state_dict())
+        packed.buffer.flags.writeable = False
+        worker.weights.ensure(WeightVersion(version=1, refs=(packed,)))
+        assert worker.weights.version == 1
+        after = worker.backend.generate(prompts, SamplingRequest(0.0, 1.0, 12, 1, seed=0))
+        moved = False
+        for old, new in zip(greedy[0::2], after):
+            ids = list(prompts[new.prompt_index]) + list(new.response_ids)
+            p = len(prompts[new.prompt_index])
+            ref = reference_logprobs(trained, ids)[p - 1 : -1].gather(1, torch.tensor(new.response_ids)[:, None]).squeeze(1)
+            got = torch.tensor(new.logprobs, dtype=torch.float64)
+            assert torch.allclose(got, ref, atol=1e-3)  # every layer, rotary included, took the new weights
+            moved |= old.response_ids != new.response_ids or not torch.allclose(
+                got, torch.tensor(old.logprobs, dtype=torch.float64), atol=1e-3)
+        assert moved, "the engine's log-probs did not change with the new weights"
     finally:
         worker.backend.close()
