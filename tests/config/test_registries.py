@@ -77,3 +77,34 @@ def test_quadrant_weights_replace_keep():
     selection = select_tokens("quadrant", entropy=entropy, reverse_kl=divergence, forward_kl=divergence,
                               response_mask=torch.ones(1, 4, dtype=torch.bool), **arguments)
     assert selection.weights.tolist() == [[2.0, 0.0, 0.5, 0.0]]
+
+
+def test_divergence_clip_reaches_the_quadrant_rule_and_is_range_checked():
+    """`cuts.divergence_clip_quantile` ends the divergence axis at a batch quantile: one far-off
+    token no longer pushes every other token under the mid line."""
+    import torch
+    from pydantic import ValidationError
+
+    from tip_ray.config.selection import SelectionConfig
+    from tip_ray.select.rule_arguments import rule_arguments
+    from tip_ray.tip.selection import select_tokens
+
+    def q3_kept(clip: float) -> list[bool]:
+        rule = SelectionConfig.model_validate({"rule": {"type": "quadrant", "keep": [3], "cuts": {
+            "mode": "minmax", "entropy_clip_quantile": 1.0, "divergence_clip_quantile": clip}}}).rule
+        arguments = rule_arguments(rule)
+        assert arguments["divergence_clip_quantile"] == clip
+        entropy = torch.tensor([[0.0, 0.1, 0.2, 1.0, 0.9]], dtype=torch.float64)
+        divergence = torch.tensor([[100.0, 2.0, 1.5, 0.1, 0.0]], dtype=torch.float64)
+        selection = select_tokens("quadrant", entropy=entropy, reverse_kl=divergence, forward_kl=divergence,
+                                  response_mask=torch.ones(1, 5, dtype=torch.bool), **arguments)
+        return selection.mask[0].tolist()
+
+    # Unclipped, the line sits at 50 nats: only the far-off token is Q3. Ending the axis at the
+    # batch median (1.5) puts the line at 0.75: the two confident, wrong tokens join it.
+    assert q3_kept(1.0) == [True, False, False, False, False]
+    assert q3_kept(0.5) == [True, True, True, False, False]
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValidationError, match="divergence_clip_quantile"):
+            SelectionConfig.model_validate({"metrics_cuts": {"divergence_clip_quantile": bad}})
+    assert SelectionConfig().metrics_cuts.divergence_clip_quantile == 1.0  # the paper's: no clip

@@ -30,7 +30,7 @@ def _select(rule, stats, mask, **kw):
     return select_tokens(rule, response_mask=mask, **stats, **kw)
 
 
-def _python_scores(rule: str, stats, mask, clip=0.98):
+def _python_scores(rule: str, stats, mask, clip=0.98, divergence_clip=None):
     """Per-position scores of the ranking rules, computed in plain Python float64."""
     b, t = mask.shape
     valid = [(i, j) for i in range(b) for j in range(t) if mask[i, j]]
@@ -45,7 +45,8 @@ def _python_scores(rule: str, stats, mask, clip=0.98):
     h_hat = dict(zip(valid, minmax64([min(h[pos], h_clip) for pos in valid])))
     if rule == "q3_only":
         return {pos: f[pos] * (1.0 - h_hat[pos]) for pos in valid}
-    d_hat = dict(zip(valid, minmax64([d[pos] for pos in valid])))
+    d_clip = numpy_quantile(stats["reverse_kl"][mask], divergence_clip) if divergence_clip is not None else math.inf
+    d_hat = dict(zip(valid, minmax64([min(d[pos], d_clip) for pos in valid])))
     return {pos: 1.0 - (1.0 - h_hat[pos]) * (1.0 - d_hat[pos]) for pos in valid}
 
 
@@ -61,6 +62,25 @@ def test_ranking_rules_match_python_reference(rule, ratio):
         expected = python_top_k(row_scores, valid, expected_k(sum(valid), ratio))
         assert set(torch.nonzero(selection.mask[i]).flatten().tolist()) == expected
     assert torch.equal(selection.weights, selection.mask.float())
+
+
+@pytest.mark.parametrize("divergence_clip", [0.9, 0.5])
+@pytest.mark.parametrize("ratio", [0.5, 0.2])
+def test_soft_or_with_a_divergence_clip_matches_python_reference(divergence_clip, ratio):
+    stats, mask = _batch(seed=int(divergence_clip * 10) + int(ratio * 100))
+    stats["reverse_kl"][2, 3] = 500.0  # a far-off token: without the clip it squashes every other
+    stats["entropy"][2, 3] = stats["forward_kl"][2, 3] = 0.5
+    mask[2, 3] = True
+    selection = _select("soft_or", stats, mask, ratio=ratio, divergence_clip_quantile=divergence_clip)
+    scores = _python_scores("soft_or", stats, mask, divergence_clip=divergence_clip)
+    for i in range(mask.shape[0]):
+        row_scores = [scores.get((i, j), 0.0) for j in range(mask.shape[1])]
+        valid = mask[i].tolist()
+        expected = python_top_k(row_scores, valid, expected_k(sum(valid), ratio))
+        assert set(torch.nonzero(selection.mask[i]).flatten().tolist()) == expected
+    unclipped = _select("soft_or", stats, mask, ratio=ratio)
+    assert not torch.equal(selection.mask, unclipped.mask)  # the clip changes which tokens are kept
+    assert torch.equal(_select("soft_or", stats, mask, ratio=ratio, divergence_clip_quantile=1.0).mask, unclipped.mask)
 
 
 def test_ties_go_to_the_earlier_position():

@@ -24,6 +24,11 @@ class CutLinesConfig(Strict):
         default=0.98, gt=0.0, le=1.0,
         description="minmax mode: the entropy axis ends at this batch quantile (the paper's p98 clip); 1 = the maximum.",
     )
+    divergence_clip_quantile: float = Field(
+        default=1.0, gt=0.0, le=1.0,
+        description="minmax mode: the divergence axis ends at this batch quantile; 1 = the maximum (the paper's: "
+        "no clip). Below 1, a few tokens far from the teacher no longer push every other token under the line.",
+    )
 
 
 class _RuleCommon(Strict):
@@ -60,6 +65,10 @@ class SoftOrRule(_RuleCommon):
     type: Literal["soft_or"]
     entropy_clip_quantile: float = Field(
         default=0.98, gt=0.0, le=1.0, description="Entropy is clipped at this batch quantile before min-max scaling."
+    )
+    divergence_clip_quantile: float = Field(
+        default=1.0, gt=0.0, le=1.0,
+        description="Divergence is clipped at this batch quantile before min-max scaling; 1 = no clip (the paper's).",
     )
 
 

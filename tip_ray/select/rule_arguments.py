@@ -15,7 +15,8 @@ def rule_arguments(rule: SelectionRule) -> dict[str, Any]:
     cuts = options.pop("cuts", None)
     if cuts is not None:
         options.update(entropy_cut=cuts.entropy, divergence_cut=cuts.divergence, cut_mode=cuts.mode,
-                       entropy_clip_quantile=cuts.entropy_clip_quantile)
+                       entropy_clip_quantile=cuts.entropy_clip_quantile,
+                       divergence_clip_quantile=cuts.divergence_clip_quantile)
     if "keep" in options:
         # Per-quadrant weights replace keep (the config documents them as "instead of keep").
         if options["weights"] is None:

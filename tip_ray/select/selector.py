@@ -133,7 +133,7 @@ class Selector:
         lines = s.selection.metrics_cuts
         cuts = resolve_cut_lines(
             entropy, reverse_kl, mask, lines.entropy, lines.divergence, mode=lines.mode,
-            entropy_clip_quantile=lines.entropy_clip_quantile,
+            clip_quantile=lines.divergence_clip_quantile, entropy_clip_quantile=lines.entropy_clip_quantile,
         )
         labels = quadrant_labels(entropy, reverse_kl, mask, cuts)
         n_resp = int(mask.sum())

@@ -55,13 +55,16 @@ def sample_token_map(config: PipelineConfig, num_prompts: int) -> TokenMap:
     h, d = stats.entropy[None], stats.reverse_kl[None]
     cuts_cfg = config.selection.metrics_cuts
     views = []
-    for title, mode, levels, entropy_clip in (
+    for title, mode, levels, entropy_clip, divergence_clip in (
         (f"run's cut lines ({cuts_cfg.mode} {cuts_cfg.entropy:g} / {cuts_cfg.divergence:g})",
-         cuts_cfg.mode, (cuts_cfg.entropy, cuts_cfg.divergence), cuts_cfg.entropy_clip_quantile),
-        ("batch medians (quantile 0.5 / 0.5: Q2 = Q3 by construction)", "quantile", (0.5, 0.5), 1.0),
-        ("mid-range, entropy unclipped (minmax 0.5 / 0.5)", "minmax", (0.5, 0.5), 1.0),
-        ("mid-range of the p98-clipped entropy axis (the paper's)", "minmax", (0.5, 0.5), 0.98),
+         cuts_cfg.mode, (cuts_cfg.entropy, cuts_cfg.divergence), cuts_cfg.entropy_clip_quantile,
+         cuts_cfg.divergence_clip_quantile),
+        ("batch medians (quantile 0.5 / 0.5: Q2 = Q3 by construction)", "quantile", (0.5, 0.5), 1.0, 1.0),
+        ("mid-range, entropy unclipped (minmax 0.5 / 0.5)", "minmax", (0.5, 0.5), 1.0, 1.0),
+        ("mid-range of the p98-clipped entropy axis (the paper's)", "minmax", (0.5, 0.5), 0.98, 1.0),
+        ("mid-range, both axes clipped at p98", "minmax", (0.5, 0.5), 0.98, 0.98),
     ):
-        cuts = resolve_cut_lines(h, d, mask, *levels, mode=mode, entropy_clip_quantile=entropy_clip)
+        cuts = resolve_cut_lines(h, d, mask, *levels, mode=mode, clip_quantile=divergence_clip,
+                                 entropy_clip_quantile=entropy_clip)
         views.append(QuadrantView(title, quadrant_labels(h, d, mask, cuts)[0], float(cuts.entropy), float(cuts.divergence)))
     return TokenMap(stats.entropy, stats.reverse_kl, tuple(views))

@@ -10,7 +10,8 @@ kept, so that every non-empty rollout still contributes; a rollout with m = 0 gi
 
 Ranking rules keep the k highest scores of each rollout; ties go to the earlier position, so
 the result is deterministic. Batch-level normalisation (soft_or, q3_only) uses all valid
-positions of the batch: clip the entropy at its ``entropy_clip_quantile`` (0.98), then min-max.
+positions of the batch: clip the entropy at its ``entropy_clip_quantile`` (0.98), then min-max;
+soft_or's divergence is min-max scaled unclipped unless ``divergence_clip_quantile`` < 1.
 """
 
 from __future__ import annotations
@@ -159,9 +160,9 @@ def _entropy_sample_rule(entropy, reverse_kl, forward_kl, valid, ratio, generato
 
 
 def _soft_or(entropy, reverse_kl, forward_kl, valid, ratio, generator, *,
-             entropy_clip_quantile: float = 0.98) -> Selection:
+             entropy_clip_quantile: float = 0.98, divergence_clip_quantile: float = 1.0) -> Selection:
     h_hat = clip_and_minmax(entropy, valid, entropy_clip_quantile)
-    d_hat = clip_and_minmax(reverse_kl, valid, None)
+    d_hat = clip_and_minmax(reverse_kl, valid, None if divergence_clip_quantile == 1.0 else divergence_clip_quantile)
     return _keep_top(h_hat + d_hat - h_hat * d_hat, valid, ratio)
 
 
@@ -177,7 +178,7 @@ def _divergence_topk(entropy, reverse_kl, forward_kl, valid, ratio, generator) -
 
 def _quadrant(entropy, reverse_kl, forward_kl, valid, ratio, generator, *, keep=None, weights=None,
               entropy_cut: float = 0.5, divergence_cut: float = 0.5, cut_mode: str = "quantile",
-              entropy_clip_quantile: float = 0.98) -> Selection:
+              entropy_clip_quantile: float = 0.98, divergence_clip_quantile: float = 1.0) -> Selection:
     if weights is not None and keep is not None:
         raise ValueError("quadrant rule: give either keep or weights, not both")
     if cut_mode not in CUT_MODES:
@@ -185,7 +186,7 @@ def _quadrant(entropy, reverse_kl, forward_kl, valid, ratio, generator, *, keep=
     keep = (1, 2, 3) if keep is None else keep
     table = torch.tensor(_quadrant_table(keep, weights), dtype=torch.float32, device=valid.device)
     cuts = resolve_cut_lines(entropy, reverse_kl, valid, entropy_cut, divergence_cut, cut_mode,
-                             entropy_clip_quantile=entropy_clip_quantile)
+                             clip_quantile=divergence_clip_quantile, entropy_clip_quantile=entropy_clip_quantile)
     token_weights = table[quadrant_labels(entropy, reverse_kl, valid, cuts)]
     return Selection(mask=token_weights > 0, weights=token_weights)
 
@@ -237,7 +238,7 @@ def select_tokens(
     randomness for "random" and "entropy_sample".
 
     Rules (docs/method.md): all; random; entropy_topk (highest h); entropy_sample (p_t ~ h_t,
-    ``importance_weights`` False by default); soft_or (s = h^ + d^ - h^ d^, ``entropy_clip_quantile``);
+    ``importance_weights`` False by default); soft_or (s = h^ + d^ - h^ d^, ``entropy_clip_quantile``, ``divergence_clip_quantile`` 1 = no clip);
     q3_only (forward KL * (1 - h^)); divergence_topk (highest delta); quadrant (``keep`` quadrants,
     or per-quadrant ``weights`` {1..4: w}; cut lines ``entropy_cut``, ``divergence_cut`` read as
     quantile levels when ``cut_mode`` is "quantile" (default, batch medians) or values when "fixed").
