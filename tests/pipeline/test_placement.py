@@ -84,3 +84,27 @@ def test_one_machine_threads_follow_what_runs_at_the_same_time(tiny_pair, demo_p
                             train={"steps": 3, "max_policy_lag": lag})
     plans = plan_placement(PipelineConfig.model_validate(doc))
     assert {role: plan.num_threads for role, plan in plans.items()} == expected
+
+
+def test_stage_actors_spin_briefly_unless_the_user_chose(ray_local, monkeypatch):
+    """Stage actors start with a short OpenMP spin (GOMP_SPINCOUNT), seen inside a real actor;
+    a user's own GOMP_SPINCOUNT or OMP_WAIT_POLICY wins."""
+    import os
+
+    from tip_ray.pipeline.placement import OPENMP_SPIN_COUNT, RolePlacement, actor_options, thread_wait_env
+
+    for name in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    assert thread_wait_env() == {"GOMP_SPINCOUNT": OPENMP_SPIN_COUNT}
+    assert thread_wait_env({"OMP_WAIT_POLICY": "PASSIVE"}) == {}
+    assert thread_wait_env({"GOMP_SPINCOUNT": "infinite"}) == {}
+
+    @ray_local.remote
+    class Probe:
+        def env(self, name):
+            return os.environ.get(name)
+
+    plan = RolePlacement("rollout", None, {}, 0.0, 0.0, 1)
+    probe = Probe.options(**actor_options(plan)).remote()
+    assert ray_local.get(probe.env.remote("GOMP_SPINCOUNT")) == OPENMP_SPIN_COUNT
+    ray_local.kill(probe)

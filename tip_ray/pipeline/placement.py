@@ -15,6 +15,21 @@ from enum import StrEnum
 from tip_ray.config.pipeline import PipelineConfig
 from tip_ray.pools import pool_resource
 
+# How long an idle OpenMP thread of torch (GNU libgomp, in Linux wheels) spins before it sleeps.
+# libgomp's default spins about 300,000 rounds between parallel regions: when a machine is busier
+# than its cores, a stage's spinning threads take the time its other threads need. HF generate of
+# the example's student on 2 cores beside 4 busy processes: 5.7 tokens/s by default, 12.1 at 1,000
+# rounds; alone 44.9 and 50.0, i.e. nothing lost (benchmarks/thread_contention.py). A user's own
+# GOMP_SPINCOUNT or OMP_WAIT_POLICY is left as it is.
+OPENMP_SPIN_COUNT = "1000"
+
+
+def thread_wait_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables for stage actors: a short OpenMP spin unless the user chose one."""
+    environ = os.environ if environ is None else environ
+    if "GOMP_SPINCOUNT" in environ or "OMP_WAIT_POLICY" in environ:
+        return {}
+    return {"GOMP_SPINCOUNT": OPENMP_SPIN_COUNT}
 
 
 class Role(StrEnum):
@@ -85,7 +100,7 @@ def actor_options(plan: RolePlacement, *, max_restarts: int = 0, name: str | Non
         "max_task_retries": max_restarts,
         # Stage actors load and save models all the time: their per-file progress bars would
         # bury the run's own progress line in the driver's output.
-        "runtime_env": {"env_vars": {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}},
+        "runtime_env": {"env_vars": {"HF_HUB_DISABLE_PROGRESS_BARS": "1", **thread_wait_env()}},
     }
     if name:
         options["name"] = name
