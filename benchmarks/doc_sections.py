@@ -1,7 +1,9 @@
-"""Replace one `## ` section of a Markdown file (docs/benchmarks.md), or append it when absent."""
+"""Replace one `## ` section of a Markdown file (docs/benchmarks.md), or append it when absent;
+write a benchmark's figures and its section together."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -17,3 +19,11 @@ def write_section(doc: Path, title: str, body: str) -> None:
         text = text[:start] + body.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+def write_figures(results: Path, result: dict, doc: Path, title: str, lines: list[str]) -> None:
+    """A benchmark's output: the figures as JSON at `results`, and its section (`lines`, starting
+    with `title`) in `doc`."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(result, indent=2) + "\n")
+    write_section(doc, title, "\n".join(lines))

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from doc_sections import write_section  # noqa: E402
+from doc_sections import write_figures  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "thread_contention.json"
 DOC = REPO / "docs" / "benchmarks.md"
@@ -144,9 +144,7 @@ def main() -> None:
     lines = report_lines(result)
     print("\n".join(lines))
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        write_section(DOC, SECTION, "\n".join(lines))
+        write_figures(RESULTS, result, DOC, SECTION, lines)
 
 
 if __name__ == "__main__":

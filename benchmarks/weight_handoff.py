@@ -20,7 +20,6 @@ Writes benchmarks/results/weight_handoff.json and its section of docs/benchmarks
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -32,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from doc_sections import write_section  # noqa: E402
+from doc_sections import write_figures  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "weight_handoff.json"
 DOC = REPO / "docs" / "benchmarks.md"
@@ -167,9 +166,7 @@ def main() -> None:
     lines = report_lines(result)
     print("\n".join(lines))
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        write_section(DOC, SECTION, "\n".join(lines))
+        write_figures(RESULTS, result, DOC, SECTION, lines)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 import yaml
@@ -27,15 +26,10 @@ def weights_of(path):
 
 def replayed_batches(config, steps):
     """The prompt batches benchmarks/real_pipeline_step.py times the standalone rollout on."""
-    import importlib.util
-
+    from tests.benchmark_module import load_benchmark
     from tip_ray.pipeline.prepare import prepare_run
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "real_pipeline_step.py"
-    spec = importlib.util.spec_from_file_location("real_pipeline_step", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.pipeline_batches(prepare_run(config, write=False), steps)
+    return load_benchmark("real_pipeline_step").pipeline_batches(prepare_run(config, write=False), steps)
 
 
 def test_run_completes_and_trains(ray_local, tiny_pair, demo_prompts, tmp_path):

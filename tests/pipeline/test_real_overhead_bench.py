@@ -4,22 +4,20 @@ section it rewrites. (The benchmark itself needs the real pair and minutes of CP
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.benchmark_module import load_benchmark
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("real_pipeline_overhead", REPO / "benchmarks" / "real_pipeline_overhead.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("real_pipeline_overhead")
 
 
 def test_configs_are_the_shipped_pipeline_with_only_lag_steps_and_folder_changed(bench, tmp_path):

@@ -3,15 +3,12 @@ pipeline's own batches (batch 0 as the warm-up) through the rollout stage's code
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import yaml
 
+from tests.benchmark_module import load_benchmark
 from tests.pipeline_doc import tiny_pipeline_doc
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_standalone_rollout_replays_the_pipeline_batches(tiny_pair, demo_prompts, tmp_path, capsys):
@@ -19,9 +16,7 @@ def test_standalone_rollout_replays_the_pipeline_batches(tiny_pair, demo_prompts
     from tip_ray.pipeline.placement import Role, plan_placement
     from tip_ray.pipeline.prepare import prepare_run
 
-    spec = importlib.util.spec_from_file_location("real_pipeline_step", REPO / "benchmarks" / "real_pipeline_step.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("real_pipeline_step")
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run")))
     config = load_pipeline(path)

@@ -3,23 +3,13 @@ divides by the right baseline."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("thread_contention", REPO / "benchmarks" / "thread_contention.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_module import load_benchmark
 
 
 def test_the_benchmark_measures_the_stage_actors_setting_against_the_default():
     from tip_ray.pipeline.placement import thread_wait_env
 
-    bench = load_bench()
+    bench = load_benchmark("thread_contention")
     assert thread_wait_env({}) in bench.SETTINGS.values()
     assert bench.SETTINGS["libgomp default"] == {}
     rows = [{"busy": busy, "setting": name, "tokens_per_s": rate, "load": 1.0}

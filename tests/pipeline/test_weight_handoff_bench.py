@@ -4,25 +4,15 @@ megabytes it hands over are the ones a run hands over."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("weight_handoff", REPO / "benchmarks" / "weight_handoff.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_module import load_benchmark
 
 
 def test_shapes_are_smollm2s():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    bench = load_bench()
+    bench = load_benchmark("weight_handoff")
     config = LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                          num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True)
     with torch.device("meta"):
