@@ -149,18 +149,7 @@ def _read_parquet(source: ParquetData, report: ReadReport) -> list[PromptRow]:
         table = pq.read_table(path)
     except (pyarrow.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"data.path: {path} is not a readable Parquet file ({type(exc).__name__})") from None
-    rows: list[PromptRow] = []
-    for i, obj in enumerate(table.to_pylist()):
-        try:
-            prompt, answer = _row_from_mapping(obj, f"{path} row {i}", source)
-            teacher = row_teacher_value(obj, source, f"{path} row {i}")
-        except DataError as exc:
-            _skip_or_raise(exc, source, report)
-            continue
-        rows.append(PromptRow(row=i, prompt=prompt, answer=answer, teacher=teacher))
-        if source.limit and len(rows) >= source.limit:
-            break
-    return rows
+    return _rows_from_mappings(table.to_pylist(), str(path), source, report)
 
 
 def _read_hub(source: HubData, report: ReadReport) -> list[PromptRow]:
@@ -172,11 +161,17 @@ def _read_hub(source: HubData, report: ReadReport) -> list[PromptRow]:
         ds = datasets.load_dataset(source.name, split=source.split)
     except Exception as exc:  # offline, unknown name: say which and why
         raise DataError(f"data.name {source.name!r}: cannot load from the hub ({exc})") from None
-    rows = []
-    for i, obj in enumerate(ds):
+    return _rows_from_mappings(ds, source.name, source, report)
+
+
+def _rows_from_mappings(objs, where: str, source, report: ReadReport) -> list[PromptRow]:
+    """Prompt rows from records given as mappings (Parquet rows, hub examples), row i named
+    "`where` row i" in errors; bad rows are skipped or raised as `source` says, up to its limit."""
+    rows: list[PromptRow] = []
+    for i, obj in enumerate(objs):
         try:
-            prompt, answer = _row_from_mapping(obj, f"{source.name} row {i}", source)
-            teacher = row_teacher_value(obj, source, f"{source.name} row {i}")
+            prompt, answer = _row_from_mapping(obj, f"{where} row {i}", source)
+            teacher = row_teacher_value(obj, source, f"{where} row {i}")
         except DataError as exc:
             _skip_or_raise(exc, source, report)
             continue
