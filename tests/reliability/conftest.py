@@ -81,6 +81,17 @@ def start_cli(args: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
                             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def run_cli(args: list[str], env: dict[str, str], log: Path, timeout_s: float) -> tuple[int, str]:
+    """`tip-ray ARGS` to its end (killed if it outlasts `timeout_s`): (exit code, its output)."""
+    proc = start_cli(args, env, log)
+    try:
+        code = proc.wait(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return code, log.read_text()
+
+
 @pytest.fixture
 def ray_tmp():
     """A short private temp dir for an embedded Ray (socket paths must stay under 108 bytes);

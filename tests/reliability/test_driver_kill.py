@@ -21,6 +21,7 @@ from tests.reliability.conftest import (
     comparable,
     read_rows,
     reliability_doc,
+    run_cli,
     start_cli,
     write_pipeline,
 )
@@ -95,13 +96,7 @@ def test_kill_driver_then_resume(reference_run, tiny_pair, demo_prompts, tmp_pat
         handle.truncate(shard.stat().st_size // 2)
 
     resume_log = tmp_path / "resume.log"
-    proc = start_cli(["run", str(pipeline), "--resume"], env, resume_log)
-    try:
-        code = proc.wait(timeout=RESUME_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    output = resume_log.read_text()
+    code, output = run_cli(["run", str(pipeline), "--resume"], env, resume_log, RESUME_TIMEOUT_S)
     assert code == 0, output[-3000:]
     assert f"checkpoint step_{newest} is damaged" in output
     assert f"resumed from checkpoint step_{previous}" in output

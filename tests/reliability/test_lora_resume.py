@@ -13,6 +13,7 @@ from tests.reliability.conftest import (
     comparable,
     read_rows,
     reliability_doc,
+    run_cli,
     start_cli,
     write_pipeline,
 )
@@ -59,13 +60,7 @@ def test_lora_run_resumes_exactly_after_kill_9(ray_local, tiny_pair, demo_prompt
     assert any(k.startswith("optim.state.") and ".lora_" in k for k in keys)
 
     resume_log = tmp_path / "resume.log"
-    proc = start_cli(["run", str(pipeline), "--resume"], env, resume_log)
-    try:
-        code = proc.wait(timeout=RESUME_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    output = resume_log.read_text()
+    code, output = run_cli(["run", str(pipeline), "--resume"], env, resume_log, RESUME_TIMEOUT_S)
     assert code == 0, output[-3000:]
     assert "resumed from checkpoint step_" in output
     rows = read_rows(run_dir)

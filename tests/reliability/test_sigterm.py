@@ -17,6 +17,7 @@ from tests.reliability.conftest import (
     comparable,
     read_rows,
     reliability_doc,
+    run_cli,
     start_cli,
     write_pipeline,
 )
@@ -115,14 +116,7 @@ def test_sigterm_mid_run_then_resume_loses_nothing(reference_run, tiny_pair, dem
     print(f"SIGTERM sent after step 2; the driver stopped after step {rows_at_stop} with checkpoint "
           f"step_{newest}, {stopped_s:.1f} s after the signal (exit code {code})")
 
-    resume_log = tmp_path / "resume.log"
-    proc = start_cli(["run", str(pipeline)], env, resume_log)
-    try:
-        code = proc.wait(timeout=900)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    output = resume_log.read_text()
+    code, output = run_cli(["run", str(pipeline)], env, tmp_path / "resume.log", 900)
     assert code == 0, output[-3000:]
     assert f"resumed from checkpoint step_{newest}: 0 batch(es) trained after it are trained again" in output
     rows = read_rows(run_dir)
