@@ -149,6 +149,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-write", action="store_true", help="print only; write neither the JSON nor the docs")
     args = parser.parse_args()
+    # The in-process side runs under the stage actors' OpenMP setting (set before torch loads),
+    # so both sides run the same code with the same threads.
+    from tip_ray.pipeline.placement import thread_wait_env
+
+    os.environ.update(thread_wait_env())
     if args.steps <= args.warmup:
         parser.error(f"--steps ({args.steps}) must exceed --warmup ({args.warmup}): no steady-state step is left")
 

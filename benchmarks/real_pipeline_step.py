@@ -73,6 +73,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    # The in-process side runs under the stage actors' OpenMP setting (set before torch loads),
+    # so both sides run the same code with the same threads.
+    from tip_ray.pipeline.placement import thread_wait_env
+
+    os.environ.update(thread_wait_env())
 
     from tip_ray.commands.run import load_with_overrides
     from tip_ray.pipeline.breakdown import STAGES, format_breakdown, stage_seconds
