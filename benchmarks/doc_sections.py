@@ -21,9 +21,9 @@ def write_section(doc: Path, title: str, body: str) -> None:
     doc.write_text(text)
 
 
-def write_figures(results: Path, result: dict, doc: Path, title: str, lines: list[str]) -> None:
-    """A benchmark's output: the figures as JSON at `results`, and its section (`lines`, starting
+def write_figures(results: Path, figures, doc: Path, title: str, body: str) -> None:
+    """A benchmark's output: its figures as JSON at `results`, and its section (`body`, starting
     with `title`) in `doc`."""
     results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(result, indent=2) + "\n")
-    write_section(doc, title, "\n".join(lines))
+    results.write_text(json.dumps(figures, indent=2) + "\n")
+    write_section(doc, title, body)

@@ -197,11 +197,9 @@ def main() -> None:
     print(f"learner CPU time falls with rho: {'yes' if falling else 'NO'}")
     if args.no_write:
         return
-    from doc_sections import write_section
+    from doc_sections import write_figures
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
-    write_section(DOCS, SECTION, _markdown(rows, args, load))
+    write_figures(RESULTS, rows, DOCS, SECTION, _markdown(rows, args, load))
     print(f"wrote {RESULTS} and {DOCS}")
 
 

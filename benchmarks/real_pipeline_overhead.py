@@ -41,7 +41,6 @@ in the middle of a run leaves the start and end readings quiet).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -54,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from doc_sections import write_section  # noqa: E402
+from doc_sections import write_figures  # noqa: E402
 from pipeline_overhead import measure_inprocess, measure_pipeline  # noqa: E402
 
 PIPELINE = REPO / "pipelines" / "smollm2_pruned.yaml"
@@ -189,9 +188,7 @@ def main() -> None:
           f"at most {result['load_max']:.2f} after a path ({os.cpu_count()} cores)")
     if args.no_write:
         return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    write_section(DOC, SECTION, markdown(result))
+    write_figures(RESULTS, result, DOC, SECTION, markdown(result))
     print(f"wrote {RESULTS} and {DOC}")
 
 

@@ -108,8 +108,6 @@ def main() -> None:
         return
     result = {"date": time.strftime("%Y-%m-%d"), "load": load, "rollout_threads": plan.num_threads,
               "standalone_tokens_per_s": standalone, "pipeline_tokens_per_s": in_pipeline, "steps": breakdowns}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     lines = [SECTION, "",
              f"`python benchmarks/real_pipeline_step.py --steps {args.steps}` on {platform.machine()} with "
              f"{os.cpu_count()} cores, {result['date']}; 1-minute load average {load[0]:.1f} at start, {load[1]:.1f} "
@@ -124,9 +122,9 @@ def main() -> None:
     lines += ["", f"Rollout: {in_pipeline:.1f} tokens/s inside the pipeline (steps after the first) against "
               f"{standalone:.1f} tokens/s for the same stage code standalone ({plan.num_threads} threads, same batches and seeds): "
               f"{ratio:.2f}x (target 0.9x: {'met' if ratio >= 0.9 else 'not met'})."]
-    from doc_sections import write_section
+    from doc_sections import write_figures
 
-    write_section(REPO / "docs" / "benchmarks.md", SECTION, "\n".join(lines) + "\n")
+    write_figures(RESULTS, result, REPO / "docs" / "benchmarks.md", SECTION, "\n".join(lines))
     print(f"wrote {RESULTS} and docs/benchmarks.md")
 
 

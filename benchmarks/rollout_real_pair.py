@@ -201,11 +201,9 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     if args.no_write:
         return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    from doc_sections import write_section
+    from doc_sections import write_figures
 
-    write_section(REPO / "docs" / "benchmarks.md", SECTION, "\n".join([SECTION, ""] + report_lines(result)) + "\n")
+    write_figures(RESULTS, result, REPO / "docs" / "benchmarks.md", SECTION, "\n".join([SECTION, ""] + report_lines(result)))
     print(f"wrote {RESULTS} and docs/benchmarks.md")
 
 

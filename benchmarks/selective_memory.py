@@ -312,11 +312,10 @@ def main() -> None:
         print(f"target {name}: {'not measured' if met is None else ('met' if met else 'NOT met')} ({text})")
     if args.no_write:
         return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps([{k: v for k, v in row.items() if not k.startswith("_")} for row in rows], indent=2) + "\n")
-    from doc_sections import write_section
+    from doc_sections import write_figures
 
-    write_section(DOCS, SECTION, _markdown(rows, args))
+    write_figures(RESULTS, [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows], DOCS, SECTION,
+                  _markdown(rows, args))
     print(f"wrote {RESULTS} and {DOCS}")
 
 

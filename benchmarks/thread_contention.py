@@ -72,18 +72,6 @@ print(json.dumps({"tokens_per_s": len(texts) * new_tokens / (time.perf_counter()
 """
 
 
-def student_folder(given: str | None) -> str:
-    if given:
-        return given
-    import tempfile
-
-    from tip_ray.config import load_pipeline
-    from tip_ray.pipeline.prepare import prepare_run
-
-    config = load_pipeline(REPO / "pipelines" / "smollm2_pruned.yaml")
-    return prepare_run(config, run_dir=tempfile.mkdtemp(prefix="thread-contention-")).student_path
-
-
 def measure(folder: str, threads: int, extra_env: dict[str, str]) -> float:
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     env.update(extra_env, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
@@ -140,11 +128,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    result = run(student_folder(args.student), [int(b) for b in args.busy.split(",")], args.threads)
+    from rollout_real_pair import PIPELINE, student_folder
+
+    from tip_ray.config import load_pipeline
+
+    folder = student_folder(args.student, load_pipeline(PIPELINE))
+    result = run(folder, [int(b) for b in args.busy.split(",")], args.threads)
     lines = report_lines(result)
     print("\n".join(lines))
     if not args.no_write:
-        write_figures(RESULTS, result, DOC, SECTION, lines)
+        write_figures(RESULTS, result, DOC, SECTION, "\n".join(lines))
 
 
 if __name__ == "__main__":

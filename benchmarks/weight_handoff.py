@@ -166,7 +166,7 @@ def main() -> None:
     lines = report_lines(result)
     print("\n".join(lines))
     if not args.no_write:
-        write_figures(RESULTS, result, DOC, SECTION, lines)
+        write_figures(RESULTS, result, DOC, SECTION, "\n".join(lines))
 
 
 if __name__ == "__main__":
