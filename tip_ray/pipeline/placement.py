@@ -20,8 +20,10 @@ from tip_ray.pools import pool_resource
 # than its cores, a stage's spinning threads take the time its other threads need. HF generate of
 # the example's student on 2 cores beside 4 busy processes: 5.7 tokens/s by default, 12.1 at 1,000
 # rounds (benchmarks/thread_contention.py). Alone the difference stays within run-to-run noise
-# (44.9 vs 50.0 in one run, 51.9 vs 47.3 in another; vLLM's CPU engine 93.4 vs 94.5). A user's
-# own GOMP_SPINCOUNT or OMP_WAIT_POLICY is left as it is.
+# (44.9 vs 50.0 in one run, 51.9 vs 47.3 in another; vLLM's CPU engine 93.4 vs 94.5). Tiny models
+# pay more, their parallel regions being short: the demo's stages ran 14-24% slower, yet its
+# distillation took the same time (77 vs 76 s). A user's own GOMP_SPINCOUNT or OMP_WAIT_POLICY is
+# left as it is.
 OPENMP_SPIN_COUNT = "1000"
 
 
