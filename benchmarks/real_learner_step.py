@@ -140,12 +140,14 @@ def _child(path: str, ratio: float, args: argparse.Namespace) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _markdown(rows: list[dict], args, load) -> str:
+def _markdown(rows: list[dict], args, load, busy_before: float | None) -> str:
+    from machine_load import machine_note
+
     lines = [SECTION, "",
              f"`python benchmarks/real_learner_step.py` on {platform.machine()} with {os.cpu_count()} cores, "
              f"{time.strftime('%Y-%m-%d')}, {args.threads} torch threads; 1-minute load average "
-             f"{load[0]:.1f} at start, {load[1]:.1f} at end. The machine was shared with other jobs, so times "
-             "are noisy (CPU seconds are less so). Batch: "
+             f"{load[0]:.1f} at start, {load[1]:.1f} at end; machine {machine_note(busy_before)} (CPU seconds "
+             "vary less than wall times on a shared machine). Batch: "
              f"{args.batch} sequences of one MATH-500 chat prompt + {args.response} response tokens, width "
              f"{rows[0]['sequence_width']}, vocabulary {rows[0]['vocab']}; student = SmolLM2-135M-Instruct pruned to "
              "15 layers. One forward + backward, float32.", "",
@@ -176,6 +178,9 @@ def main() -> None:
         return
     if not (args.student and args.teacher):
         args.student, args.teacher = resolve_pair()
+    from machine_load import busy_cores
+
+    busy_before = busy_cores()
     load_start = os.getloadavg()[0]
     runs: dict[tuple[str, float], list[dict]] = {}
     for repeat in range(args.repeats):
@@ -199,7 +204,7 @@ def main() -> None:
         return
     from doc_sections import write_figures
 
-    write_figures(RESULTS, rows, DOCS, SECTION, _markdown(rows, args, load))
+    write_figures(RESULTS, rows, DOCS, SECTION, _markdown(rows, args, load, busy_before))
     print(f"wrote {RESULTS} and {DOCS}")
 
 

@@ -85,6 +85,9 @@ def main() -> None:
     from tip_ray.pipeline.prepare import prepare_run
     from tip_ray.pipeline.supervisor import run_pipeline
 
+    from machine_load import busy_cores, machine_note
+
+    busy_before = busy_cores()
     load_start = os.getloadavg()[0]
     run_dir = tempfile.mkdtemp(prefix="real-pipeline-step-")
     config = load_with_overrides(str(PIPELINE), [f"train.steps={args.steps}", "logging.progress=false"])
@@ -103,15 +106,17 @@ def main() -> None:
     ratio = in_pipeline / standalone if standalone else float("nan")
     print(f"rollout tokens/s: in pipeline {in_pipeline:.1f} (steps 1..), standalone {standalone:.1f}, "
           f"ratio {ratio:.2f} (target >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'}); rollout threads {plan.num_threads}")
-    print(f"1-minute load average: {load[0]:.1f} at start, {load[1]:.1f} at end ({os.cpu_count()} cores)")
+    print(f"1-minute load average: {load[0]:.1f} at start, {load[1]:.1f} at end ({os.cpu_count()} cores); "
+          f"machine {machine_note(busy_before)}")
     if args.no_write:
         return
-    result = {"date": time.strftime("%Y-%m-%d"), "load": load, "rollout_threads": plan.num_threads,
+    result = {"date": time.strftime("%Y-%m-%d"), "load": load, "busy_cores_before": busy_before,
+              "rollout_threads": plan.num_threads,
               "standalone_tokens_per_s": standalone, "pipeline_tokens_per_s": in_pipeline, "steps": breakdowns}
     lines = [SECTION, "",
              f"`python benchmarks/real_pipeline_step.py --steps {args.steps}` on {platform.machine()} with "
              f"{os.cpu_count()} cores, {result['date']}; 1-minute load average {load[0]:.1f} at start, {load[1]:.1f} "
-             f"at end ({'quiet: the rise is the benchmark itself' if load[0] < 1.0 else 'shared with other jobs, which slow every figure here'}). "
+             f"at end; machine {machine_note(busy_before)}. "
              "pipelines/smollm2_pruned.yaml: 4 prompts x 2 samples, 96 new "
              "tokens, Soft-OR 50%, 1 learner rank, max_policy_lag 0.", "",
              "| step | step (s) | " + " | ".join(f"{s} (s)" for s in STAGES) + " | overhead (s) |",
