@@ -91,6 +91,16 @@ def test_token_map_shares_under_each_cut_choice(tmp_path):
                                               "| mid-range | 0.5 | 3 | 0.0% | 0.0% | 0.0% | 100.0% |"]
     plot_token_map(token_map, tmp_path / "map.png")
     assert (tmp_path / "map.png").stat().st_size > 1000
+    assert _png_size(tmp_path / "map.png") == (2 * 715, 550)  # two views side by side, 6.5 x 5 in at 110 dpi
+
+    five = TokenMap(token_map.entropy, token_map.divergence, token_map.views + token_map.views[:1] * 3)
+    plot_token_map(five, tmp_path / "five.png")
+    assert _png_size(tmp_path / "five.png") == (3 * 715, 2 * 550)  # a grid of two rows, not five across
+
+
+def _png_size(path) -> tuple[int, int]:
+    header = path.read_bytes()[16:24]  # the IHDR chunk's width and height, big-endian
+    return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
 
 
 @pytest.mark.slow

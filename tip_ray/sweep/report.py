@@ -144,6 +144,9 @@ def plot_accuracy_vs_tokens(groups: dict[str, list[RunRecord]], out: Path) -> No
     plt.close(fig)
 
 
+TOKEN_MAP_COLUMNS = 3
+
+
 def plot_token_map(token_map: TokenMap, out: Path) -> None:
     import matplotlib
 
@@ -151,9 +154,14 @@ def plot_token_map(token_map: TokenMap, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     views = token_map.views
-    fig, axes = plt.subplots(1, len(views), figsize=(6.5 * len(views), 5), squeeze=False)
+    # At most three views a row: five side by side made a picture too wide to read on a page.
+    columns = min(len(views), TOKEN_MAP_COLUMNS)
+    rows = -(-len(views) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, 5 * rows), squeeze=False)
+    for unused in axes.flat[len(views):]:
+        unused.set_visible(False)
     h, d = token_map.entropy.numpy(), token_map.divergence.numpy()
-    for ax, view in zip(axes[0], views):
+    for ax, view in zip(axes.flat, views):
         q = view.quadrant.numpy()
         shares = view.shares()
         for label in QUADRANTS:
