@@ -128,9 +128,9 @@ def test_sweep_runs_and_writes_its_report(ray_local, tiny_pair, demo_prompts, tm
 
 
 def test_fresh_forgets_finished_runs_but_keeps_the_discussion(tiny_pair, demo_prompts, tmp_path):
-    from tip_ray.sweep.report import read_start, write_start
     from tip_ray.sweep.report import DISCUSSION_FILE
     from tip_ray.sweep.runner import forget_runs
+    from tip_ray.sweep.start import read_start, write_start
 
     base = tiny_pipeline_doc(tiny_pair, demo_prompts, tmp_path / "run")
     loaded = load_sweep(write_sweep(tmp_path, base, [{"label": "a", "rule": {"type": "all"}}]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -189,20 +188,6 @@ def token_map_table(token_map: TokenMap) -> list[str]:
 
 
 DISCUSSION_FILE = "discussion.md"
-START_FILE = "start.json"
-
-
-def write_start(report_dir: Path, notes: str, start_accuracy: float | None) -> None:
-    """The start figures the runs began from, kept with the results so that `--report-only`
-    elsewhere does not take them from another machine's demo cache."""
-    (report_dir / START_FILE).write_text(json.dumps({"notes": notes, "start_accuracy": start_accuracy}) + "\n")
-
-
-def read_start(report_dir: Path) -> dict | None:
-    path = report_dir / START_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def shown_measures(records: Sequence[RunRecord], start_accuracy: float | None) -> tuple[bool, bool]:
     """(whether the report shows accuracy, whether it shows the held-out reverse KL)."""
     with_accuracy = start_accuracy is not None or any(r.final_accuracy is not None for r in records)

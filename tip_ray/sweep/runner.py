@@ -86,7 +86,7 @@ def forget_runs(loaded: LoadedSweep) -> None:
     import shutil
 
     from tip_ray.sweep.heldout import BEFORE_FILE
-    from tip_ray.sweep.report import START_FILE
+    from tip_ray.sweep.start import START_FILE
 
     for name in ("results.jsonl", BEFORE_FILE, START_FILE):
         (loaded.report_dir / name).unlink(missing_ok=True)
