@@ -29,7 +29,7 @@ def test_which_runs_share_a_teacher(tiny_pair, demo_prompts, tmp_path):
 @pytest.mark.timeout(1800)
 def test_a_sweep_shares_one_teacher_and_matches_own_teachers(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.sweep.runner import run_sweep
-    from tip_ray.teacher.service_control import list_services
+    from tip_ray.pipeline.service_control import list_services
 
     results = {}
     logs = {}

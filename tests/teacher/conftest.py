@@ -11,7 +11,7 @@ from tests.teacher.service_support import service_config
 def served(ray_local, tiny_pair, demo_prompts, tmp_path):
     """Start a one-replica service (hidden signal) for the tiny pair; yields (name, prepared run)."""
     from tip_ray.pipeline.prepare import prepare_run
-    from tip_ray.teacher.service_control import start_service, stop_service
+    from tip_ray.pipeline.service_control import start_service, stop_service
 
     started = []
 

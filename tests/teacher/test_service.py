@@ -70,7 +70,7 @@ def test_a_missing_service_fails_or_is_waited_for(ray_local, tiny_pair, demo_pro
 def test_the_service_outlives_a_client_that_dies_mid_request(served, ray_local):
     import ray
 
-    from tip_ray.teacher.service_control import find_service, list_services, service_status, stop_service
+    from tip_ray.pipeline.service_control import find_service, list_services, service_status, stop_service
 
     prepared = served("survivor")
 
@@ -118,7 +118,7 @@ def test_two_runs_at_once_get_their_own_teachers_scores_in_turn(served):
     import ray
     import torch
 
-    from tip_ray.teacher.service_control import find_service, service_status
+    from tip_ray.pipeline.service_control import find_service, service_status
 
     prepared = served("two-runs")
     front = find_service("two-runs")
@@ -146,7 +146,7 @@ def test_a_replica_killed_mid_request(served, max_restarts):
     import torch
 
     from tip_ray.teacher.service import TeacherServiceError, replica_name
-    from tip_ray.teacher.service_control import find_service, service_status
+    from tip_ray.pipeline.service_control import find_service, service_status
 
     name = f"kill-mid-{max_restarts + 1}"
     prepared = served(name, max_restarts=max_restarts)
@@ -172,7 +172,7 @@ def test_a_service_gone_mid_run_fails_or_is_waited_for(served, tiny_pair, demo_p
     import torch
 
     from tip_ray.teacher.service_client import ServiceTeacherClient, TeacherServiceMissing
-    from tip_ray.teacher.service_control import service_status, stop_service
+    from tip_ray.pipeline.service_control import service_status, stop_service
 
     served("comes-back")
     clients = {}

@@ -37,7 +37,7 @@ def run_at_once(jobs) -> None:
 def test_two_runs_share_one_service_and_match_their_own_teacher(ray_local, tiny_pair, demo_prompts, tmp_path):
     from tip_ray.pipeline.prepare import prepare_run
     from tip_ray.pipeline.supervisor import run_pipeline
-    from tip_ray.teacher.service_control import service_status, start_service, stop_service
+    from tip_ray.pipeline.service_control import service_status, start_service, stop_service
 
     seeds = (0, 1)
     run_at_once([lambda seed=seed: run_pipeline(service_config(tiny_pair, demo_prompts, tmp_path, f"own-s{seed}", seed=seed))
@@ -70,7 +70,7 @@ def test_a_replica_killed_mid_run(served, tiny_pair, demo_prompts, tmp_path, max
 
     from tip_ray.pipeline.supervisor import run_pipeline
     from tip_ray.teacher.service import TeacherServiceError, replica_name
-    from tip_ray.teacher.service_control import service_status
+    from tip_ray.pipeline.service_control import service_status
 
     name = f"killed-{max_restarts + 1}"
     served(name, max_restarts=max_restarts)

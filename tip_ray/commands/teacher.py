@@ -48,7 +48,7 @@ def handle(args: argparse.Namespace) -> int:
     import ray
 
     from tip_ray.config.loader import ConfigError
-    from tip_ray.teacher import service_control as control
+    from tip_ray.pipeline import service_control as control
 
     if args.action == "serve":
         from tip_ray.commands.run import load_with_overrides

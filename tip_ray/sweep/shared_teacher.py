@@ -44,7 +44,7 @@ class SweepTeacher:
 
     def __enter__(self) -> "SweepTeacher":
         from tip_ray.pipeline.prepare import prepare_run
-        from tip_ray.teacher.service_control import start_service
+        from tip_ray.pipeline.service_control import start_service
 
         replicas = self.config.teacher.num_scorers
         start_service(prepare_run(self.config, write=False), self.name, replicas=replicas,
@@ -53,12 +53,12 @@ class SweepTeacher:
         return self
 
     def status(self) -> dict:
-        from tip_ray.teacher.service_control import service_status
+        from tip_ray.pipeline.service_control import service_status
 
         return service_status(self.name)
 
     def __exit__(self, *exc) -> None:
-        from tip_ray.teacher.service_control import stop_service
+        from tip_ray.pipeline.service_control import stop_service
 
         try:
             status = self.status()

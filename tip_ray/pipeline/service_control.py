@@ -1,5 +1,7 @@
 """Starting, finding, inspecting and stopping teacher services (tip_ray/teacher/service.py) from
-a driver: the CLI (`tip-ray teacher serve|status|stop`) and the sweep use these."""
+a driver: the CLI (`tip-ray teacher serve|status|stop`) and the sweep use these. It lives with the
+pipeline because a service's replicas are the pipeline's own teacher stages, placed as a run
+would place them."""
 
 from __future__ import annotations
 
