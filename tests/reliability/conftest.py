@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import yaml
@@ -19,6 +21,8 @@ from tests.pipeline_doc import tiny_pipeline_doc
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 8
 CHECKPOINT_EVERY = 2
+START_TIMEOUT_S = 480  # Ray start, actor start and 4 steps on a busy 2-core machine
+RESUME_TIMEOUT_S = 600
 LAG = 1  # batch b is sampled with policy version b - 1: a checkpoint holds an older version too
 # Compared between runs: what a step trained on and what it computed (not timings, not counters).
 SAME_FIELDS = ("step", "batch_id", "prompt_rows", "loss", "grad_norm", "lr", "skipped",
@@ -90,6 +94,23 @@ def run_cli(args: list[str], env: dict[str, str], log: Path, timeout_s: float) -
         if proc.poll() is None:
             proc.kill()
     return code, log.read_text()
+
+
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, timeout_s: float, what: str) -> None:
+    """Poll `ready` until it holds; fail, naming `what`, if the CLI process ends first or
+    `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended (code {proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s} s")
+        time.sleep(0.02)
+
+
+def checkpoint_manifest(run_dir: Path, step: int) -> Path:
+    """The file a checkpoint writes last: once it exists, the checkpoint is complete."""
+    return run_dir / "checkpoints" / f"step_{step}" / "manifest.json"
 
 
 @pytest.fixture

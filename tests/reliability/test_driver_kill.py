@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import secrets
 import stat
-import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -16,19 +14,20 @@ import pytest
 from tests.reliability.conftest import (
     CHECKPOINT_EVERY,
     LAG,
+    RESUME_TIMEOUT_S,
+    START_TIMEOUT_S,
     STEPS,
+    checkpoint_manifest,
     cli_env,
     comparable,
     read_rows,
     reliability_doc,
     run_cli,
     start_cli,
+    wait_until,
     write_pipeline,
 )
 from tests.reliability.processes import processes_under, wait_gone
-
-START_TIMEOUT_S = 480  # Ray start, actor start and 4 steps on a busy 2-core machine
-RESUME_TIMEOUT_S = 600
 
 
 def listening_sockets(pids: list[int]) -> set[tuple[str, int]]:
@@ -40,16 +39,6 @@ def listening_sockets(pids: list[int]) -> set[tuple[str, int]]:
             continue
         found.update((c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN)
     return found
-
-
-def wait_for(path: Path, proc, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended (code {proc.returncode}) before {path} appeared")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout_s} s")
-        time.sleep(0.05)
 
 
 # slow: two whole CLI runs with their own Ray (~100 s); the default suite keeps the in-process
@@ -66,7 +55,8 @@ def test_kill_driver_then_resume(reference_run, tiny_pair, demo_prompts, tmp_pat
     first_log = tmp_path / "first.log"
     proc = start_cli(["run", str(pipeline)], env, first_log)
     try:
-        wait_for(run_dir / "checkpoints" / f"step_{2 * CHECKPOINT_EVERY}" / "manifest.json", proc, START_TIMEOUT_S)
+        manifest = checkpoint_manifest(run_dir, 2 * CHECKPOINT_EVERY)
+        wait_until(manifest.exists, proc, START_TIMEOUT_S, f"{manifest} appeared")
         family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         ray_processes = processes_under(ray_tmp)
         listening = listening_sockets([pid for pid, _ in ray_processes])

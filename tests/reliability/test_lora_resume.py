@@ -8,17 +8,20 @@ import pytest
 
 from tests.reliability.conftest import (
     CHECKPOINT_EVERY,
+    RESUME_TIMEOUT_S,
+    START_TIMEOUT_S,
     STEPS,
+    checkpoint_manifest,
     cli_env,
     comparable,
     read_rows,
     reliability_doc,
     run_cli,
     start_cli,
+    wait_until,
     write_pipeline,
 )
 from tests.reliability.processes import wait_gone
-from tests.reliability.test_driver_kill import RESUME_TIMEOUT_S, START_TIMEOUT_S, wait_for
 
 LORA = {"learner": {"num_ranks": 2, "micro_batch_size": 4, "lora": {"rank": 4, "alpha": 8.0},
                     "optimizer": {"lr": 1e-2, "warmup_steps": 0}}}
@@ -43,7 +46,8 @@ def test_lora_run_resumes_exactly_after_kill_9(ray_local, tiny_pair, demo_prompt
     env = cli_env(ray_tmp)
     proc = start_cli(["run", str(pipeline)], env, tmp_path / "first.log")
     try:
-        wait_for(run_dir / "checkpoints" / f"step_{2 * CHECKPOINT_EVERY}" / "manifest.json", proc, START_TIMEOUT_S)
+        manifest = checkpoint_manifest(run_dir, 2 * CHECKPOINT_EVERY)
+        wait_until(manifest.exists, proc, START_TIMEOUT_S, f"{manifest} appeared")
         proc.kill()  # SIGKILL: no cleanup code runs in the driver
         proc.wait(timeout=30)
     finally:

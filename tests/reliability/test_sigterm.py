@@ -13,12 +13,14 @@ import pytest
 
 from tests.reliability.conftest import (
     STEPS,
+    checkpoint_manifest,
     cli_env,
     comparable,
     read_rows,
     reliability_doc,
     run_cli,
     start_cli,
+    wait_until,
     write_pipeline,
 )
 from tests.reliability.processes import wait_gone
@@ -71,16 +73,6 @@ def test_stop_message_says_where_the_run_continues():
     assert stop_message(1, None, False, "x").endswith("no checkpoint exists yet: the same command starts the run over")
 
 
-def wait_rows(run_dir, count: int, proc, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    path = run_dir / "metrics.jsonl"
-    while not (path.exists() and len(read_rows(run_dir)) >= count
-               and (run_dir / "checkpoints" / "step_2" / "manifest.json").exists()):
-        assert proc.poll() is None, f"the run ended (code {proc.returncode}) before step {count}"
-        assert time.monotonic() < deadline, f"step {count} not reached within {timeout_s} s"
-        time.sleep(0.02)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_sigterm_mid_run_then_resume_loses_nothing(reference_run, tiny_pair, demo_prompts, tmp_path, ray_tmp):
@@ -92,7 +84,9 @@ def test_sigterm_mid_run_then_resume_loses_nothing(reference_run, tiny_pair, dem
     first_log = tmp_path / "first.log"
     proc = start_cli(["run", str(pipeline)], env, first_log)
     try:
-        wait_rows(run_dir, 2, proc, 600)  # step 2 trained and checkpointed: step 3 is under way
+        # step 2 trained and checkpointed: step 3 is under way
+        wait_until(lambda: ((run_dir / "metrics.jsonl").exists() and len(read_rows(run_dir)) >= 2
+                            and checkpoint_manifest(run_dir, 2).exists()), proc, 600, "step 2 and its checkpoint")
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)  # to the driver alone, as Kubernetes signals a pod's main process
         code = proc.wait(timeout=120)
