@@ -227,41 +227,41 @@ def stage_times(run: RunData) -> Plot:
     return Plot(title, to_svg(fig))
 
 
-def lag_and_queue(run: RunData) -> Plot:
-    title = "Policy lag and queue depth"
-    lines = {label: series(run.metrics, key) for key, label in (
-        ("policy_lag", "policy lag (versions)"), ("selector_lag", "selector lag (versions)"),
-        ("queue_in_flight", "batches in flight"))}
-    lines = {label: xy for label, xy in lines.items() if xy[0]}
-    if not lines:
-        return _missing(title, "'policy_lag' or 'queue_in_flight' values")
-    fig, ax = _figure()
-    for label, (xs, ys) in lines.items():
-        ax.step(xs, ys, where="post", label=label)
-    ax.set(xlabel="step", ylabel="count", ylim=(-0.2, max(max(ys) for _, ys in lines.values()) + 1))
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return Plot(title, to_svg(fig))
+LAG_COLUMNS = {
+    "policy_lag": "policy lag (versions)",
+    "selector_lag": "selector lag (versions)",
+    "queue_in_flight": "batches in flight",
+}
 
 
-def faults(run: RunData) -> Plot:
-    title = "Restarts, resumes and skipped steps (running totals)"
-    lines = {label: series(run.metrics, key) for key, label in FAULT_COLUMNS.items()}
+def _counts(run: RunData, title: str, columns: dict[str, str], missing: str, ylabel: str,
+            totals: bool = False) -> Plot:
+    """Whole-number columns as steps over the training steps; with `totals`, each label ends in
+    its last value and an all-zero plot says so."""
+    lines = {label: series(run.metrics, key) for key, label in columns.items()}
     lines = {label: xy for label, xy in lines.items() if xy[0]}
     if not lines:
-        return _missing(title, "fault counters (actor_restarts, skipped_steps, ...)")
+        return _missing(title, missing)
     fig, ax = _figure()
     for label, (xs, ys) in lines.items():
-        ax.step(xs, ys, where="post", label=f"{label}: {ys[-1]:.0f}")
+        ax.step(xs, ys, where="post", label=f"{label}: {ys[-1]:.0f}" if totals else label)
     top = max(max(ys) for _, ys in lines.values())
-    ax.set(xlabel="step", ylabel="count so far", ylim=(-0.2, top + 1),
-           title="none in this run" if top == 0 else "")
+    ax.set(xlabel="step", ylabel=ylabel, ylim=(-0.2, top + 1),
+           title="none in this run" if totals and top == 0 else "")
     ax.title.set_fontsize(9)
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return Plot(title, to_svg(fig))
+
+
+def lag_and_queue(run: RunData) -> Plot:
+    return _counts(run, "Policy lag and queue depth", LAG_COLUMNS, "'policy_lag' or 'queue_in_flight' values", "count")
+
+
+def faults(run: RunData) -> Plot:
+    return _counts(run, "Restarts, resumes and skipped steps (running totals)", FAULT_COLUMNS,
+                   "fault counters (actor_restarts, skipped_steps, ...)", "count so far", totals=True)
 
 
 def learner_memory(run: RunData) -> Plot:
