@@ -92,6 +92,7 @@ def test_toy_run_on_cpu_writes_every_section_without_ray_or_vllm(tmp_path):
 
     table = (out / "tier1.md").read_text()
     assert "| 2 x 128 | plain |" in table and "Targets:" in table and "PASS" in table
+    assert "None GiB" not in table  # a CPU has no device memory to report
     assert {p.name for p in (out / "parts").iterdir()} == {f"{n}.json" for n in sections}
     # The table script rebuilds the same table from the JSON alone (no torch needed).
     again = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_tier1_table.py"), str(out)],
@@ -151,6 +152,8 @@ def test_targets_are_judged_where_plain_fit_and_an_oom_is_reported():
     assert found["bf16 method core agrees with float64"]["met"] is False
     result["targets"] = targets(result)
     assert "NOT met" in markdown(result)
+    result["environment"] = {"device_name": "NVIDIA H200", "device_memory_gib": 139.8}
+    assert "Device: NVIDIA H200 (139.8 GiB);" in markdown(result)
 
     # Where plain fits at both shapes, the larger one decides.
     result["sections"]["loss_step"]["cases"][1] = case("plain", 1.0, 8, 100.0, 4.0)

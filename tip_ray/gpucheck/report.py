@@ -72,10 +72,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 def markdown(result: dict) -> str:
     env = result.get("environment", {})
     sections = result.get("sections", {})
+    memory = env.get("device_memory_gib")
     lines = [
         f"### Tier-1 GPU check, {env.get('date', '?')}",
         "",
-        f"Device: {env.get('device_name', '?')} ({env.get('device_memory_gib', '?')} GiB); torch {env.get('torch', '?')} "
+        f"Device: {env.get('device_name', '?')}{f' ({memory} GiB)' if memory is not None else ''}; torch {env.get('torch', '?')} "
         f"(CUDA {env.get('cuda', '-')}), transformers {env.get('transformers', '?')}, Python {env.get('python', '?')}; "
         f"{'toy sizes' if env.get('toy') else 'full sizes'}; {result.get('seconds', '?')} s in all. "
         f"Overall: **{'PASS' if result.get('passed') else 'FAIL'}**.",
