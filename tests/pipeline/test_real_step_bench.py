@@ -29,3 +29,12 @@ def test_standalone_rollout_replays_the_pipeline_batches(tiny_pair, demo_prompts
     assert math.isfinite(rate) and rate > 0
     out = capsys.readouterr().out
     assert "warm-up (batch 0)" in out and out.count("(batches 1..2)") == 2
+
+
+def test_the_pipeline_rate_skips_the_warm_up_step_and_weights_by_tokens():
+    bench = load_benchmark("real_pipeline_step")
+    rows = [{"response_tokens": 100, "rollout_tokens_per_s": 1.0},  # step 0: warm-up, left out
+            {"response_tokens": 300, "rollout_tokens_per_s": 30.0},  # 10 s
+            {"response_tokens": 100, "rollout_tokens_per_s": 10.0}]  # 10 s
+    assert bench.steady_rollout_rate(rows) == 400 / 20
+    assert bench.steady_rollout_rate(rows[:1]) == 1.0  # a one-step run: its only step
