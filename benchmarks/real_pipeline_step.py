@@ -100,13 +100,12 @@ def main() -> None:
     busy_before = busy_cores()
     load_start = os.getloadavg()[0]
     config = load_with_overrides(str(PIPELINE), [f"train.steps={args.steps}", "logging.progress=false"])
-    prepared = prepare_run(config, run_dir=tempfile.mkdtemp(prefix="real-pipeline-step-"))
+    prepared = prepare_run(config, write=False)
     plan = plan_placement(config)["rollout"]
     standalone = standalone_rollout(prepared, plan, pipeline_batches(prepared, args.steps), args.repeats)
     runs = []  # (in-pipeline rollout tokens/s, step breakdowns), one per pipeline run
     for number in range(args.pipeline_runs):
-        run_dir = prepared.run_dir if number == 0 else tempfile.mkdtemp(prefix="real-pipeline-step-")
-        summary = run_pipeline(config, run_dir=str(run_dir), prepared=prepared if number == 0 else None)
+        summary = run_pipeline(config, run_dir=tempfile.mkdtemp(prefix="real-pipeline-step-"))
         rows = [json.loads(line) for line in (Path(summary.run_dir) / "metrics.jsonl").read_text().splitlines() if line]
         breakdowns = [stage_seconds(r) for r in rows]
         for step, b in enumerate(breakdowns):

@@ -88,9 +88,14 @@ print(json.dumps({"tokens_per_s": len(texts) * new_tokens / (time.perf_counter()
 """
 
 
-def measure(folder: str, threads: int, extra_env: dict[str, str]) -> float:
+def setting_env(extra_env: dict[str, str]) -> dict[str, str]:
+    """This process's environment without its own OpenMP settings, plus the case's `extra_env`."""
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-    env.update(extra_env, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
+    return env | extra_env
+
+
+def measure(folder: str, threads: int, extra_env: dict[str, str]) -> float:
+    env = setting_env(extra_env) | {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", MEASURE, folder, str(threads), str(NEW_TOKENS), json.dumps(PROMPTS)],
                          env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["tokens_per_s"]
@@ -118,9 +123,7 @@ def run(folder: str, busy_counts: list[int], threads: int) -> dict:
 def demo_run(run_dir: Path, extra_env: dict[str, str]) -> dict:
     """One `tip-ray demo` into a fresh `run_dir`: its distillation seconds (as it prints them) and
     each stage's median tokens/s from step 2 on (step 1 includes the stages' warm-up)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-    env.update(extra_env)
-    out = subprocess.run([sys.executable, "-m", "tip_ray.cli", "demo", "--run-dir", str(run_dir)], env=env,
+    out = subprocess.run([sys.executable, "-m", "tip_ray.cli", "demo", "--run-dir", str(run_dir)], env=setting_env(extra_env),
                          capture_output=True, text=True, check=True, cwd=REPO)
     found = re.search(r"distillation (\d+) s", out.stdout)
     if found is None:

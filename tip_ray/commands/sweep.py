@@ -24,9 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from tip_ray.sweep.report import write_report
-    from tip_ray.sweep.start import read_start, write_start
     from tip_ray.sweep.runner import read_results, run_sweep
     from tip_ray.sweep.spec import load_sweep
+    from tip_ray.sweep.start import read_start, write_start
 
     from tip_ray.commands.run import check_address_flag
 
